@@ -154,11 +154,11 @@ export class GpuPoller {
     if (sample) {
       store.recordSuccess(sample, durationMs, endedAt);
       this.logger.debug(
-        { backend: backend.name, duration_ms: durationMs, devices: sample.devices.length },
+        { data: { backend: backend.name, duration_ms: durationMs, devices: sample.devices.length } },
         'gpu sample taken',
       );
       if (!wasUp && store.status(endedAt).samplesTotal > 1) {
-        this.logger.info({ backend: backend.name }, 'gpu backend is up again');
+        this.logger.info({ data: { backend: backend.name } }, 'gpu backend is up again');
       }
       return;
     }
@@ -166,7 +166,7 @@ export class GpuPoller {
     const message = errorMessage(failure);
     store.recordFailure(category, message, durationMs, endedAt);
     this.window.failures[category] = (this.window.failures[category] ?? 0) + 1;
-    const fields = { backend: backend.name, category, error: message, duration_ms: durationMs };
+    const fields = { data: { backend: backend.name, category, error: message, duration_ms: durationMs } };
     if (wasUp || store.status(endedAt).samplesTotal === 1) this.logger.warn(fields, 'gpu backend is down');
     else this.logger.debug(fields, 'gpu sample failed');
   }
@@ -197,14 +197,16 @@ export class GpuPoller {
     const latest = this.options.store.latest();
     this.logger.info(
       {
-        backend: this.options.backend.name,
-        samples: w.samples,
-        failures: w.failures,
-        mean_duration_ms: w.samples ? Math.round((w.durationMsTotal / w.samples) * 10) / 10 : undefined,
-        devices: latest?.devices.length ?? 0,
-        up: status.up,
-        stale: status.stale,
-        sample_age_ms: status.sampleAgeMs,
+        data: {
+          backend: this.options.backend.name,
+          samples: w.samples,
+          failures: w.failures,
+          mean_duration_ms: w.samples ? Math.round((w.durationMsTotal / w.samples) * 10) / 10 : undefined,
+          devices: latest?.devices.length ?? 0,
+          up: status.up,
+          stale: status.stale,
+          sample_age_ms: status.sampleAgeMs,
+        },
       },
       'gpu poller summary',
     );
