@@ -1,0 +1,469 @@
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { MOCK_GPU_MODELS, findMockModel } from '../gpu/index.js';
+import type { MockFault, MockFaultKind } from '../gpu/index.js';
+
+/**
+ * The one place that reads configuration. Every setting comes from an environment variable or the
+ * matching `--kebab-case` flag (a flag wins); a blank value counts as unset. All problems are reported
+ * together so a bad deployment is fixed in one go.
+ */
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const GPU_BACKEND_CHOICES = ['auto', 'nvml', 'nvidia-smi', 'dcgm', 'mock'] as const;
+export type GpuBackendChoice = (typeof GPU_BACKEND_CHOICES)[number];
+const MOCK_FAULT_KINDS = ['none', 'hang', 'error', 'na'] as const;
+
+export interface AgentConfig {
+  /** TCP port of the HTTP server; 0 picks a free one (the `listening` log record says which). */
+  port: number;
+  host: string;
+  podId: string;
+  nodeEnv: string;
+  production: boolean;
+  mockGpu: boolean;
+  gpuBackend: GpuBackendChoice;
+  gpuPollIntervalMs: number;
+  gpuSampleTimeoutMs: number;
+  gpuStaleAfterMs: number;
+  gpuHistorySize: number;
+  mockGpuCount: number;
+  mockGpuModel: string;
+  mockGpuSeed: number;
+  mockGpuFault: MockFault;
+  logLevel: LogLevel;
+  logBufferLines: number;
+  debugToken: string | undefined;
+  drainTimeoutMs: number;
+  artifactsDir: string;
+  jobHistorySize: number;
+  requestIdFormat: 'uuid' | 'token';
+  metricsDcgmCompat: boolean;
+  hostRefreshIntervalMs: number;
+  /** The workload command given after `--`; empty in sidecar mode. */
+  workload: string[];
+}
+
+interface Setting {
+  env: string;
+  flag: string;
+  /** Shown in the README and `--help`. */
+  defaultText: string;
+  unit: string;
+  description: string;
+  boolean?: boolean;
+  secret?: boolean;
+}
+
+/** Every setting, in the order the README lists them. */
+export const SETTINGS: readonly Setting[] = [
+  {
+    env: 'PORT',
+    flag: 'port',
+    defaultText: '8080',
+    unit: 'port',
+    description: 'HTTP port for the API and `/metrics`; 0 picks a free port.',
+  },
+  {
+    env: 'HOST',
+    flag: 'host',
+    defaultText: '0.0.0.0',
+    unit: 'address',
+    description: 'Address the HTTP server binds to.',
+  },
+  {
+    env: 'POD_ID',
+    flag: 'pod-id',
+    defaultText: '`RUNPOD_POD_ID`, then the hostname',
+    unit: 'text',
+    description: 'Pod identity in logs, `/debug/status` and metrics.',
+  },
+  {
+    env: 'NODE_ENV',
+    flag: 'node-env',
+    defaultText: 'development',
+    unit: 'text',
+    description:
+      '`production` switches off `/debug/config` and `POST /debug/log-level` unless `DEBUG_TOKEN` is set.',
+  },
+  {
+    env: 'MOCK_GPU',
+    flag: 'mock-gpu',
+    defaultText: 'false',
+    unit: 'boolean',
+    boolean: true,
+    description: 'Use simulated GPUs (for laptops and CI); same as `GPU_BACKEND=mock`.',
+  },
+  {
+    env: 'GPU_BACKEND',
+    flag: 'gpu-backend',
+    defaultText: 'auto',
+    unit: 'auto, nvml, nvidia-smi, dcgm, mock',
+    description: 'Where GPU readings come from; `auto` picks the best one that works.',
+  },
+  {
+    env: 'GPU_POLL_INTERVAL_MS',
+    flag: 'gpu-poll-interval-ms',
+    defaultText: '1000',
+    unit: 'ms',
+    description: 'Time between GPU samples while the backend is healthy (it backs off after failures).',
+  },
+  {
+    env: 'GPU_SAMPLE_TIMEOUT_MS',
+    flag: 'gpu-sample-timeout-ms',
+    defaultText: '3000',
+    unit: 'ms',
+    description: 'A GPU sample running longer is aborted and the backend marked down.',
+  },
+  {
+    env: 'GPU_STALE_AFTER_MS',
+    flag: 'gpu-stale-after-ms',
+    defaultText: 'max(3 × interval, interval + timeout)',
+    unit: 'ms',
+    description: 'GPU data older than this is reported `stale` and `/ready` turns degraded.',
+  },
+  {
+    env: 'GPU_HISTORY_SIZE',
+    flag: 'gpu-history-size',
+    defaultText: '600',
+    unit: 'samples',
+    description: 'GPU samples kept in memory for history views.',
+  },
+  {
+    env: 'MOCK_GPU_COUNT',
+    flag: 'mock-gpu-count',
+    defaultText: '1',
+    unit: 'GPUs',
+    description: 'Number of simulated GPUs (1–64).',
+  },
+  {
+    env: 'MOCK_GPU_MODEL',
+    flag: 'mock-gpu-model',
+    defaultText: 'NVIDIA H100 80GB HBM3',
+    unit: 'model name or alias',
+    description: `Simulated model: ${MOCK_GPU_MODELS.map((m) => m.aliases[0]).join(', ')} (or the full name).`,
+  },
+  {
+    env: 'MOCK_GPU_SEED',
+    flag: 'mock-gpu-seed',
+    defaultText: '1',
+    unit: 'integer',
+    description: 'Seed of the simulated readings; the same seed and workload give the same numbers.',
+  },
+  {
+    env: 'MOCK_GPU_FAULT',
+    flag: 'mock-gpu-fault',
+    defaultText: 'none',
+    unit: '`none`, `hang`, `error`, `na`, optionally `@N`',
+    description:
+      'Fault injection for tests: the simulated backend hangs, fails, or reports every optional reading as unsupported, after N good samples.',
+  },
+  {
+    env: 'LOG_LEVEL',
+    flag: 'log-level',
+    defaultText: 'info',
+    unit: LOG_LEVELS.join(', '),
+    description: 'Lowest level written to stdout and the log buffer; changeable at runtime.',
+  },
+  {
+    env: 'LOG_BUFFER_LINES',
+    flag: 'log-buffer-lines',
+    defaultText: '5000',
+    unit: 'records',
+    description: 'Log records kept for `/debug/logs`; also the most one request can get.',
+  },
+  {
+    env: 'DEBUG_TOKEN',
+    flag: 'debug-token',
+    defaultText: 'unset',
+    unit: 'secret',
+    secret: true,
+    description: 'When set, every `/debug/*` route needs `Authorization: Bearer <token>`.',
+  },
+  {
+    env: 'DRAIN_TIMEOUT_MS',
+    flag: 'drain-timeout-ms',
+    defaultText: '25000',
+    unit: 'ms',
+    description:
+      'On SIGTERM, how long the workload and the current job get to finish before they are stopped.',
+  },
+  {
+    env: 'ARTIFACTS_DIR',
+    flag: 'artifacts-dir',
+    defaultText: '`<tmpdir>/gpu-pod-agent/artifacts`',
+    unit: 'path',
+    description: 'Root of job artifacts; nothing outside it is ever served.',
+  },
+  {
+    env: 'JOB_HISTORY_SIZE',
+    flag: 'job-history-size',
+    defaultText: '100',
+    unit: 'jobs',
+    description: 'Finished jobs (and their workflows) kept for `?job_id=` queries.',
+  },
+  {
+    env: 'REQUEST_ID_FORMAT',
+    flag: 'request-id-format',
+    defaultText: 'uuid',
+    unit: 'uuid, token',
+    description:
+      '`uuid`: an `x-request-id` must be a UUID (hyphenated or 32 hex digits); `token`: any 1–128 visible ASCII characters.',
+  },
+  {
+    env: 'METRICS_DCGM_COMPAT',
+    flag: 'metrics-dcgm-compat',
+    defaultText: 'false',
+    unit: 'boolean',
+    boolean: true,
+    description:
+      "Also export dcgm-exporter names (`DCGM_FI_DEV_*`) so NVIDIA's Grafana dashboard works unchanged.",
+  },
+  {
+    env: 'HOST_REFRESH_INTERVAL_MS',
+    flag: 'host-refresh-interval-ms',
+    defaultText: '5000',
+    unit: 'ms',
+    description: 'How often host and cgroup memory figures are read for `/debug/memory`.',
+  },
+];
+
+export type ConfigResult = { ok: true; config: AgentConfig } | { ok: false; errors: string[] };
+
+type Raw = Record<string, string | undefined>;
+
+const intIn = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[+-]?\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const bool = z
+  .string()
+  .transform((s) => s.toLowerCase())
+  .pipe(
+    z.enum(
+      ['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'],
+      'must be true or false (1/0, yes/no, on/off)',
+    ),
+  )
+  .transform((s) => ['1', 'true', 'yes', 'on'].includes(s));
+
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, `must be one of ${values.join(', ')}`);
+
+const mockFault = z.string().transform((s, ctx): MockFault => {
+  const m = /^([a-z]+)(?:@(\d+))?$/.exec(s.toLowerCase());
+  const kind = m?.[1] as MockFaultKind | undefined;
+  if (!m || !kind || !(MOCK_FAULT_KINDS as readonly string[]).includes(kind)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `must be one of ${MOCK_FAULT_KINDS.join(', ')}, optionally followed by @N`,
+    });
+    return z.NEVER;
+  }
+  return m[2] === undefined ? { kind } : { kind, afterSamples: Number(m[2]) };
+});
+
+const mockModel = z.string().transform((s, ctx) => {
+  const model = findMockModel(s);
+  if (!model) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `unknown model; known: ${MOCK_GPU_MODELS.map((m) => m.aliases[0]).join(', ')}`,
+    });
+    return z.NEVER;
+  }
+  return model.name;
+});
+
+const printable = (max: number) =>
+  z
+    .string()
+    .max(max, `must be at most ${max} characters`)
+    .regex(/^[\x21-\x7e]+$/, 'must be visible ASCII characters without spaces');
+
+/** Splits argv at `--`: agent flags before, the workload command after. */
+export function splitArgv(argv: readonly string[]): { agentArgs: string[]; workload: string[] } {
+  const i = argv.indexOf('--');
+  if (i === -1) return { agentArgs: [...argv], workload: [] };
+  return { agentArgs: argv.slice(0, i), workload: argv.slice(i + 1) };
+}
+
+/**
+ * Builds the config from `argv` (without node and script) and `env`. Never throws and never exits:
+ * the caller prints the errors and exits 2.
+ */
+export function loadConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  hostname = os.hostname(),
+): ConfigResult {
+  const errors: string[] = [];
+  const { agentArgs, workload } = splitArgv(argv);
+
+  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const s of SETTINGS) options[s.flag] = { type: s.boolean ? 'boolean' : 'string' };
+  const parsed = parseArgs({ args: agentArgs, options, strict: false, allowPositionals: true, tokens: true });
+  const known = new Set(SETTINGS.map((s) => s.flag));
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind === 'option' && !known.has(t.name)) errors.push(`${t.rawName}: unknown flag (see --help)`);
+    else if (
+      t.kind === 'option' &&
+      SETTINGS.find((s) => s.flag === t.name)?.boolean &&
+      t.value !== undefined
+    ) {
+      errors.push(
+        `${t.rawName}: a switch takes no value (use ${t.rawName.split('=')[0]} alone, or the environment variable)`,
+      );
+    } else if (
+      t.kind === 'option' &&
+      !SETTINGS.find((s) => s.flag === t.name)?.boolean &&
+      t.value === undefined
+    ) {
+      errors.push(`${t.rawName}: needs a value`);
+    } else if (t.kind === 'positional') {
+      errors.push(`unexpected argument "${t.value}": put the workload command after --`);
+    }
+  }
+
+  const raw: Raw = {};
+  for (const s of SETTINGS) {
+    const flagValue = parsed.values[s.flag];
+    const fromFlag = typeof flagValue === 'boolean' ? String(flagValue) : flagValue;
+    const fromEnv = env[s.env];
+    const value = blankToUndefined(fromFlag) ?? blankToUndefined(fromEnv);
+    raw[s.env] = value;
+  }
+
+  const get = <T>(key: string, schema: z.ZodType<T, string>, fallback: string): T | undefined => {
+    const value = raw[key] ?? fallback;
+    const r = schema.safeParse(value.trim());
+    if (r.success) return r.data;
+    const shown = SETTINGS.find((s) => s.env === key)?.secret ? '(hidden)' : JSON.stringify(raw[key]);
+    for (const issue of r.error.issues) errors.push(`${key}: ${issue.message} (got ${shown})`);
+    return undefined;
+  };
+
+  const port = get('PORT', intIn(0, 65535), '8080');
+  const host = get('HOST', z.string().min(1), '0.0.0.0');
+  const podId = get(
+    'POD_ID',
+    printable(253),
+    blankToUndefined(env.RUNPOD_POD_ID) ?? (hostname || 'unknown-pod'),
+  );
+  const nodeEnv = get('NODE_ENV', printable(64), 'development');
+  const mockGpu = get('MOCK_GPU', bool, 'false');
+  const gpuBackend = get('GPU_BACKEND', oneOf(GPU_BACKEND_CHOICES), 'auto');
+  const gpuPollIntervalMs = get('GPU_POLL_INTERVAL_MS', intIn(50, 3_600_000), '1000');
+  const gpuSampleTimeoutMs = get('GPU_SAMPLE_TIMEOUT_MS', intIn(10, 600_000), '3000');
+  const defaultStale =
+    gpuPollIntervalMs !== undefined && gpuSampleTimeoutMs !== undefined
+      ? String(Math.max(3 * gpuPollIntervalMs, gpuPollIntervalMs + gpuSampleTimeoutMs))
+      : '3000';
+  const gpuStaleAfterMs = get('GPU_STALE_AFTER_MS', intIn(100, 86_400_000), defaultStale);
+  const gpuHistorySize = get('GPU_HISTORY_SIZE', intIn(1, 100_000), '600');
+  const mockGpuCount = get('MOCK_GPU_COUNT', intIn(1, 64), '1');
+  const mockGpuModel = get('MOCK_GPU_MODEL', mockModel, MOCK_GPU_MODELS[0]?.name ?? '');
+  const mockGpuSeed = get('MOCK_GPU_SEED', intIn(0, 2 ** 32 - 1), '1');
+  const mockGpuFault = get('MOCK_GPU_FAULT', mockFault, 'none');
+  const logLevel = get('LOG_LEVEL', oneOf(LOG_LEVELS), 'info');
+  const logBufferLines = get('LOG_BUFFER_LINES', intIn(10, 1_000_000), '5000');
+  const debugToken = raw.DEBUG_TOKEN === undefined ? undefined : get('DEBUG_TOKEN', printable(512), '');
+  const drainTimeoutMs = get('DRAIN_TIMEOUT_MS', intIn(0, 3_600_000), '25000');
+  const artifactsDir = get(
+    'ARTIFACTS_DIR',
+    z
+      .string()
+      .min(1)
+      .transform((p) => path.resolve(p)),
+    path.join(os.tmpdir(), 'gpu-pod-agent', 'artifacts'),
+  );
+  const jobHistorySize = get('JOB_HISTORY_SIZE', intIn(1, 100_000), '100');
+  const requestIdFormat = get('REQUEST_ID_FORMAT', oneOf(['uuid', 'token'] as const), 'uuid');
+  const metricsDcgmCompat = get('METRICS_DCGM_COMPAT', bool, 'false');
+  const hostRefreshIntervalMs = get('HOST_REFRESH_INTERVAL_MS', intIn(100, 3_600_000), '5000');
+
+  if (mockGpu && gpuBackend !== undefined && gpuBackend !== 'auto' && gpuBackend !== 'mock') {
+    errors.push(`MOCK_GPU: conflicts with GPU_BACKEND=${gpuBackend} (unset one of them)`);
+  }
+  if (
+    gpuSampleTimeoutMs !== undefined &&
+    gpuStaleAfterMs !== undefined &&
+    raw.GPU_STALE_AFTER_MS !== undefined &&
+    gpuStaleAfterMs < gpuSampleTimeoutMs
+  ) {
+    errors.push('GPU_STALE_AFTER_MS: must not be shorter than GPU_SAMPLE_TIMEOUT_MS');
+  }
+  if (workload.length === 0 && argv.includes('--')) errors.push('--: no workload command after it');
+
+  if (errors.length > 0) return { ok: false, errors };
+  const backend = mockGpu ? 'mock' : (gpuBackend as GpuBackendChoice);
+  return {
+    ok: true,
+    config: {
+      port: port as number,
+      host: host as string,
+      podId: podId as string,
+      nodeEnv: nodeEnv as string,
+      production: nodeEnv === 'production',
+      mockGpu: backend === 'mock',
+      gpuBackend: backend,
+      gpuPollIntervalMs: gpuPollIntervalMs as number,
+      gpuSampleTimeoutMs: gpuSampleTimeoutMs as number,
+      gpuStaleAfterMs: gpuStaleAfterMs as number,
+      gpuHistorySize: gpuHistorySize as number,
+      mockGpuCount: mockGpuCount as number,
+      mockGpuModel: mockGpuModel as string,
+      mockGpuSeed: mockGpuSeed as number,
+      mockGpuFault: mockGpuFault as MockFault,
+      logLevel: logLevel as LogLevel,
+      logBufferLines: logBufferLines as number,
+      debugToken: debugToken || undefined,
+      drainTimeoutMs: drainTimeoutMs as number,
+      artifactsDir: artifactsDir as string,
+      jobHistorySize: jobHistorySize as number,
+      requestIdFormat: requestIdFormat as 'uuid' | 'token',
+      metricsDcgmCompat: metricsDcgmCompat as boolean,
+      hostRefreshIntervalMs: hostRefreshIntervalMs as number,
+      workload,
+    },
+  };
+}
+
+function blankToUndefined(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === '' ? undefined : v;
+}
+
+/** The config as `/debug/config` shows it: secrets replaced, keys in snake_case. */
+export function redactedConfig(config: AgentConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(config)) {
+    out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
+  }
+  out.debug_token = config.debugToken === undefined ? null : '[redacted]';
+  return out;
+}
+
+/** `--help` text, generated from SETTINGS so it cannot drift from the code. */
+export function helpText(): string {
+  const lines = [
+    'Usage: gpu-pod-agent [flags] [-- workload command...]',
+    '',
+    'Runs as a sidecar, or with `-- cmd` as the entrypoint that supervises the workload.',
+    'Every flag has an environment variable; a flag wins over the variable.',
+    '',
+  ];
+  for (const s of SETTINGS) {
+    lines.push(
+      `  --${s.flag}${s.boolean ? '' : ' <value>'}  (${s.env}, default ${s.defaultText.replace(/`/g, '')})`,
+    );
+    lines.push(`      ${s.description.replace(/`/g, '')}`);
+  }
+  lines.push('', '  --help     this text', '  --version  print the version');
+  return lines.join('\n');
+}

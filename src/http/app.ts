@@ -1,0 +1,387 @@
+import express from 'express';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { UnsafePathError, checkRelativeName } from '../artifacts/safe-path.js';
+import type { HostSnapshot } from '../host/host-store.js';
+import { LEVEL_VALUES } from '../logging/levels.js';
+import type { LevelName } from '../logging/levels.js';
+import type { LogRing } from '../logging/log-ring.js';
+import type { AgentMetrics } from '../metrics/registry.js';
+import { buildArtifactsView } from '../views/artifacts.js';
+import { buildGpuView } from '../views/gpu.js';
+import { buildMemoryView } from '../views/memory.js';
+import { buildStatus, readiness, workloadView } from '../views/status.js';
+import type { StatusDeps } from '../views/status.js';
+import { buildWorkflowView } from '../views/workflow.js';
+import { bearerChecker } from './auth.js';
+import { HttpError, errorBody } from './errors.js';
+import type { ErrorCode } from './error-codes.js';
+import { cappedInt, idParam, oneOf, timeParam } from './query.js';
+import { requestContext } from './request-context.js';
+
+export const SETTABLE_LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type SettableLogLevel = (typeof SETTABLE_LOG_LEVELS)[number];
+
+export interface AppDeps extends StatusDeps {
+  now: () => number;
+  logger: Logger;
+  logRing: LogRing;
+  artifacts: ArtifactStore;
+  host: () => HostSnapshot;
+  metrics: AgentMetrics;
+  /** Effective configuration with secrets redacted. */
+  configView: () => Record<string, unknown>;
+  getLogLevel: () => string;
+  setLogLevel: (level: SettableLogLevel) => void;
+  debugToken: string | undefined;
+  production: boolean;
+  requestIdFormat: 'uuid' | 'token';
+  /** Counts answered requests for the per-minute summary. */
+  onResponse?: (status: number) => void;
+}
+
+/** Default and maximum of `/debug/logs?lines=`; the buffer size caps it further. */
+export const LOG_LINES_DEFAULT = 100;
+
+type Method = 'get' | 'post';
+
+/**
+ * Builds the HTTP app; it does not listen. Handlers only read stores: no hardware, no Redis, no file
+ * reads on the hot path (artifact downloads excepted, which stream the file asked for).
+ */
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+
+  app.use(requestContext(deps.requestIdFormat));
+  app.use(observe(deps));
+
+  const checkToken = deps.debugToken ? bearerChecker(deps.debugToken) : undefined;
+  const guard: RequestHandler = (req, _res, next) => {
+    if (req.ctx.invalidRequestId !== undefined) {
+      throw new HttpError(400, 'INVALID_REQUEST_ID', 'x-request-id is not a valid request id', {
+        header: 'x-request-id',
+        value: req.ctx.invalidRequestId.slice(0, 64),
+      });
+    }
+    if (checkToken && isDebugPath(req.path) && !checkToken(req.headers.authorization)) {
+      throw new HttpError(401, 'UNAUTHORIZED', 'a valid debug token is required', null, {
+        'WWW-Authenticate': 'Bearer realm="gpu-pod-agent"',
+      });
+    }
+    next();
+  };
+
+  const route = (methods: Method[], paths: string[], ...handlers: RequestHandler[]): void => {
+    for (const path of paths) {
+      for (const m of methods) app[m](path, guard, ...handlers);
+      app.all(path, guard, methodNotAllowed(methods));
+    }
+  };
+
+  route(['get'], ['/'], (_req, res) => {
+    res.json({
+      service: 'gpu-pod-agent',
+      version: deps.version,
+      routes: [
+        '/health',
+        '/ready',
+        '/metrics',
+        '/debug/status',
+        '/debug/gpu',
+        '/debug/workflow',
+        '/debug/logs',
+        '/debug/queue',
+        '/debug/memory',
+        '/debug/artifacts',
+        ...(configRoutesOn(deps) ? ['/debug/config', 'POST /debug/log-level'] : []),
+      ],
+    });
+  });
+
+  route(['get'], ['/health', '/healthz'], (_req, res) => {
+    res.json({
+      status: 'ok',
+      uptime_s: Math.floor((deps.now() - deps.startedAt) / 1000),
+      started_at: new Date(deps.startedAt).toISOString(),
+      version: deps.version,
+    });
+  });
+
+  route(['get'], ['/ready', '/readyz'], (_req, res) => {
+    const r = readiness(deps, deps.now());
+    res
+      .status(r.status === 'ok' ? 200 : 503)
+      .json({ status: r.status, checks: r.checks, version: deps.version });
+  });
+
+  route(['get'], ['/metrics'], async (_req, res) => {
+    const body = await deps.metrics.registry.metrics();
+    res.setHeader('Content-Type', deps.metrics.registry.contentType);
+    res.send(body);
+  });
+
+  route(['get'], ['/debug/status'], (_req, res) => {
+    noStore(res).json(buildStatus(deps, deps.now()));
+  });
+
+  route(['get'], ['/debug/gpu'], (_req, res) => {
+    noStore(res).json(buildGpuView(deps.gpu, deps.now()));
+  });
+
+  route(['get'], ['/debug/workflow'], (req, res) => {
+    const asked = idParam(req, 'job_id');
+    const job = asked !== undefined ? deps.jobs.get(asked) : deps.jobs.latest();
+    if (asked !== undefined && !job) throw jobNotFound(asked);
+    const wf = job ? deps.workflows.get(job.id) : undefined;
+    noStore(res).json(buildWorkflowView(wf, job?.id ?? null, job?.state ?? null, deps.now()));
+  });
+
+  route(['get'], ['/debug/logs'], (req, res) => {
+    const cap = deps.logRing.capacity;
+    const limit = cappedInt(req, 'lines', { min: 1, cap, fallback: Math.min(LOG_LINES_DEFAULT, cap) });
+    const level = oneOf(req, 'level', Object.keys(LEVEL_VALUES) as LevelName[], 'trace');
+    const jobId = idParam(req, 'job_id');
+    const traceId = idParam(req, 'trace_id');
+    const since = timeParam(req, 'since');
+    const entries = deps.logRing.query({ limit, minLevel: LEVEL_VALUES[level], jobId, traceId, since });
+    // Stored lines are already JSON: join them rather than parse and re-encode.
+    const body =
+      `{"count":${entries.length},"limit":${limit},"max_lines":${cap},"level":"${level}",` +
+      `"dropped_total":${deps.logRing.dropped},"records":[${entries.map((e) => e.line).join(',')}]}`;
+    noStore(res).type('application/json').send(body);
+  });
+
+  route(['get'], ['/debug/queue'], (_req, res) => {
+    noStore(res).json(deps.queue.snapshot(deps.now()));
+  });
+
+  route(['get'], ['/debug/memory'], (_req, res) => {
+    noStore(res).json(buildMemoryView(deps.host(), deps.gpu, deps.now()));
+  });
+
+  route(['get'], ['/debug/artifacts'], (req, res) => {
+    const asked = idParam(req, 'job_id');
+    const job = asked !== undefined ? deps.jobs.get(asked) : deps.jobs.latest();
+    const jobId = asked ?? job?.id ?? null;
+    const list = jobId === null ? [] : deps.artifacts.list(jobId);
+    if (asked !== undefined && !job && !list) throw jobNotFound(asked);
+    noStore(res).json(buildArtifactsView(jobId, list ?? []));
+  });
+
+  route(['get'], ['/debug/artifacts/:jobId/*name'], async (req, res) => {
+    const jobId = req.params.jobId as string;
+    const segments = (req.params as unknown as { name: string[] }).name;
+    const name = segments.join('/');
+    try {
+      checkRelativeName(name);
+    } catch (err) {
+      throw invalidArtifactPath(err);
+    }
+    const artifact = deps.artifacts.find(jobId, name);
+    if (!artifact) {
+      throw new HttpError(404, 'ARTIFACT_NOT_FOUND', `job ${jobId} has no artifact named ${name}`, {
+        job_id: jobId,
+        name,
+      });
+    }
+    let file: string;
+    try {
+      file = await deps.artifacts.pathOf(artifact);
+    } catch (err) {
+      if (err instanceof UnsafePathError && err.reason === 'missing') {
+        throw new HttpError(404, 'ARTIFACT_NOT_FOUND', 'the artifact file no longer exists', {
+          job_id: jobId,
+          name,
+        });
+      }
+      throw invalidArtifactPath(err);
+    }
+    res.setHeader('Content-Type', artifact.contentType);
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader(
+      'Content-Disposition',
+      `attachment; filename="${encodeURIComponent(name.split('/').pop() ?? name)}"`,
+    );
+    await new Promise<void>((resolve, reject) => {
+      res.sendFile(file, { dotfiles: 'allow', etag: false, lastModified: false }, (err) =>
+        err ? reject(err) : resolve(),
+      );
+    });
+  });
+
+  route(['get'], ['/debug/workload'], (_req, res) => {
+    noStore(res).json(workloadView(deps.workload()));
+  });
+
+  if (configRoutesOn(deps)) {
+    route(['get'], ['/debug/config'], (_req, res) => {
+      noStore(res).json(deps.configView());
+    });
+    route(
+      ['post'],
+      ['/debug/log-level'],
+      requireJson,
+      express.json({ limit: '4kb', strict: true, type: () => true }),
+      (req, res) => {
+        const body: unknown = req.body;
+        const level =
+          body !== null && typeof body === 'object' && !Array.isArray(body)
+            ? (body as Record<string, unknown>).level
+            : undefined;
+        if (typeof level !== 'string' || !(SETTABLE_LOG_LEVELS as readonly string[]).includes(level)) {
+          throw new HttpError(
+            400,
+            'INVALID_BODY',
+            `body must be {"level": one of ${SETTABLE_LOG_LEVELS.join(', ')}}`,
+            {
+              field: 'level',
+              allowed: SETTABLE_LOG_LEVELS,
+            },
+          );
+        }
+        const previous = deps.getLogLevel();
+        deps.setLogLevel(level as SettableLogLevel);
+        deps.logger.warn({ data: { previous, level } }, 'log level changed');
+        noStore(res).json({ level, previous });
+      },
+    );
+  }
+
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    guard(req, _res, () =>
+      next(new HttpError(404, 'NOT_FOUND', `no route for ${req.method} ${truncate(req.path, 200)}`)),
+    );
+  });
+  app.use(errorHandler(deps.logger));
+  return app;
+}
+
+function configRoutesOn(deps: Pick<AppDeps, 'production' | 'debugToken'>): boolean {
+  return !deps.production || deps.debugToken !== undefined;
+}
+
+function isDebugPath(path: string): boolean {
+  return path === '/debug' || path.startsWith('/debug/');
+}
+
+function noStore(res: Response): Response {
+  res.setHeader('Cache-Control', 'no-store');
+  return res;
+}
+
+function truncate(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, n)}…` : s;
+}
+
+function jobNotFound(jobId: string): HttpError {
+  return new HttpError(404, 'JOB_NOT_FOUND', `no job ${truncate(jobId, 100)} is known`, { job_id: jobId });
+}
+
+function invalidArtifactPath(err: unknown): HttpError {
+  const reason = err instanceof UnsafePathError ? err.reason : 'invalid';
+  return new HttpError(
+    400,
+    'INVALID_ARTIFACT_PATH',
+    err instanceof Error ? err.message : 'invalid artifact path',
+    {
+      reason,
+    },
+  );
+}
+
+const requireJson: RequestHandler = (req, _res, next) => {
+  if (!req.is('application/json')) {
+    throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json', {
+      content_type: req.headers['content-type'] ?? null,
+    });
+  }
+  next();
+};
+
+function methodNotAllowed(methods: Method[]): RequestHandler {
+  const allow = [
+    ...methods.map((m) => m.toUpperCase()),
+    ...(methods.includes('get') ? ['HEAD'] : []),
+    'OPTIONS',
+  ].join(', ');
+  return (req, res) => {
+    res.setHeader('Allow', allow);
+    if (req.method === 'OPTIONS') {
+      res.status(204).end();
+      return;
+    }
+    throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, { allow });
+  };
+}
+
+/** Times each request into the API metrics (templated route, never the raw URL) and a debug record. */
+function observe(deps: AppDeps): RequestHandler {
+  return (req, res, next) => {
+    res.once('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - req.ctx.startedAt) / 1e9;
+      const endpoint = req.route ? String((req.route as { path: unknown }).path) : 'unmatched';
+      deps.metrics.observeRequest(endpoint, req.method, res.statusCode, seconds);
+      deps.onResponse?.(res.statusCode);
+      const fields = {
+        request_id: req.ctx.requestId,
+        trace_id: req.ctx.traceId,
+        data: {
+          method: req.method,
+          endpoint,
+          status: res.statusCode,
+          duration_ms: Math.round(seconds * 1e4) / 10,
+        },
+      };
+      if (res.statusCode >= 500) deps.logger.error(fields, 'request failed');
+      else deps.logger.debug(fields, 'request');
+    });
+    next();
+  };
+}
+
+/** Any error becomes the documented error body; unexpected ones are a 500 with a log record, never a crash. */
+function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, next) => {
+    if (res.headersSent) {
+      next(err);
+      return;
+    }
+    const ids = { requestId: req.ctx?.requestId, traceId: req.ctx?.traceId };
+    let status = 500;
+    let code: ErrorCode = 'INTERNAL_ERROR';
+    let message = 'internal error';
+    let details: unknown = null;
+    if (err instanceof HttpError) {
+      ({ status, code, message, details } = err);
+      for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+    } else {
+      const e = err as { status?: unknown; statusCode?: unknown; type?: unknown; message?: unknown };
+      const s =
+        typeof e.status === 'number' ? e.status : typeof e.statusCode === 'number' ? e.statusCode : 500;
+      if (s >= 400 && s < 500) {
+        status = s;
+        [code, message] =
+          e.type === 'entity.parse.failed'
+            ? ['INVALID_BODY', 'the body is not valid JSON']
+            : e.type === 'entity.too.large' || s === 413
+              ? ['PAYLOAD_TOO_LARGE', 'the body is too large']
+              : s === 415
+                ? ['UNSUPPORTED_MEDIA_TYPE', 'the body encoding or charset is not supported']
+                : s === 404
+                  ? ['NOT_FOUND', 'not found']
+                  : ['BAD_REQUEST', typeof e.message === 'string' ? e.message : 'bad request'];
+        if (code === 'NOT_FOUND') status = 404;
+      } else {
+        logger.error(
+          { error: err, request_id: ids.requestId, trace_id: ids.traceId },
+          'unhandled error in a request handler',
+        );
+      }
+    }
+    res.status(status).json(errorBody(code, message, ids, details));
+  };
+}

@@ -1,0 +1,94 @@
+import { RingBuffer } from '../../gpu/index.js';
+import { LEVEL_VALUES, isLevelName } from './levels.js';
+
+export interface LogEntry {
+  /** The record exactly as written to stdout, without the newline. */
+  line: string;
+  level: number;
+  time: number;
+  jobId?: string;
+  traceId?: string;
+}
+
+export interface LogQuery {
+  limit: number;
+  minLevel: number;
+  jobId?: string;
+  traceId?: string;
+  /** Epoch ms; only records at or after it. */
+  since?: number;
+}
+
+/**
+ * The newest log records, bounded. It receives the serialized lines pino writes, so `/debug/logs`
+ * returns byte-for-byte what went to stdout, and answers by joining stored strings (no re-encoding).
+ */
+export class LogRing {
+  private readonly ring: RingBuffer<LogEntry>;
+  private readonly listeners = new Set<(entry: LogEntry) => void>();
+
+  constructor(capacity: number) {
+    this.ring = new RingBuffer(capacity);
+  }
+
+  get capacity(): number {
+    return this.ring.capacity;
+  }
+
+  get size(): number {
+    return this.ring.size;
+  }
+
+  get dropped(): number {
+    return this.ring.dropped;
+  }
+
+  /** Takes one serialized record (a trailing newline is allowed). Lines that are not JSON are kept as info. */
+  write(chunk: string): void {
+    const line = chunk.endsWith('\n') ? chunk.slice(0, -1) : chunk;
+    let level: number = LEVEL_VALUES.info;
+    let time = Date.now();
+    let jobId: string | undefined;
+    let traceId: string | undefined;
+    try {
+      const rec = JSON.parse(line) as Record<string, unknown>;
+      if (typeof rec.level === 'string' && isLevelName(rec.level)) level = LEVEL_VALUES[rec.level];
+      else if (typeof rec.level === 'number') level = rec.level;
+      if (typeof rec.timestamp === 'string') time = Date.parse(rec.timestamp) || time;
+      if (typeof rec.job_id === 'string') jobId = rec.job_id;
+      if (typeof rec.trace_id === 'string') traceId = rec.trace_id;
+    } catch {
+      // Kept as an info record; the raw line still reads as JSON in responses only if it was JSON,
+      // so wrap it.
+      return this.push({ line: JSON.stringify({ level: 'info', message: line }), level, time });
+    }
+    this.push({ line, level, time, jobId, traceId });
+  }
+
+  query(q: LogQuery): LogEntry[] {
+    return this.ring.newestMatching(
+      q.limit,
+      (e) =>
+        e.level >= q.minLevel &&
+        (q.jobId === undefined || e.jobId === q.jobId) &&
+        (q.traceId === undefined || e.traceId === q.traceId) &&
+        (q.since === undefined || e.time >= q.since),
+    );
+  }
+
+  subscribe(listener: (entry: LogEntry) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private push(entry: LogEntry): void {
+    this.ring.push(entry);
+    for (const l of this.listeners) {
+      try {
+        l(entry);
+      } catch {
+        // A listener must never break logging.
+      }
+    }
+  }
+}

@@ -1,0 +1,277 @@
+import { mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import type http from 'node:http';
+import { GpuPoller, GpuStore } from '../gpu/index.js';
+import type { GpuActivity, GpuBackend } from '../gpu/index.js';
+import { ArtifactStore } from './artifacts/artifact-store.js';
+import { redactedConfig } from './config.js';
+import type { AgentConfig } from './config.js';
+import { chooseGpuBackend } from './gpu-backend.js';
+import { HostStore, realHostReaders } from './host/host-store.js';
+import { createApp } from './http/app.js';
+import { closeServer, createServer, listen } from './http/server.js';
+import { JobStore } from './jobs/job-store.js';
+import { Lifecycle } from './lifecycle.js';
+import { LogRing } from './logging/log-ring.js';
+import { createLogger, stdoutSink } from './logging/logger.js';
+import type { LineSink, Logger } from './logging/logger.js';
+import { AgentMetrics } from './metrics/registry.js';
+import { readVersion } from './version.js';
+import { disabledQueue } from './views/queue.js';
+import { readiness } from './views/status.js';
+import { WorkflowStore } from './workflow/workflow-store.js';
+import { ProgressApplier } from './workload/progress-applier.js';
+import { PROTOCOL_PREFIX } from './workload/progress-protocol.js';
+import { WorkloadSupervisor, workloadName } from './workload/supervisor.js';
+
+/** The queue label of jobs the workload reports without naming a queue. */
+export const WORKLOAD_QUEUE = 'workload';
+
+export interface AgentIo {
+  env: NodeJS.ProcessEnv;
+  out?: LineSink & { flushSync?(): void };
+  /** Installs process signal handlers; tests that embed the agent pass false. */
+  handleSignals?: boolean;
+}
+
+export interface RunningAgent {
+  port: number;
+  /** Begins the ordered shutdown; resolves with the exit code. Safe to call repeatedly. */
+  shutdown(reason: string, signal?: NodeJS.Signals): Promise<number>;
+  /** Resolves with the exit code once the agent has stopped for any reason. */
+  done: Promise<number>;
+  logger: Logger;
+}
+
+/**
+ * Starts the agent: config → logs → stores → sources → HTTP → ready, as DESIGN.md orders it. Returns
+ * once the port is open.
+ */
+export async function startAgent(config: AgentConfig, io: AgentIo): Promise<RunningAgent> {
+  const startedAt = Date.now();
+  const now = (): number => Date.now();
+  const version = readVersion();
+
+  // Logs
+  const logRing = new LogRing(config.logBufferLines);
+  const out = io.out ?? stdoutSink();
+  const logger = createLogger({
+    level: config.logLevel,
+    service: 'gpu-pod-agent',
+    environment: config.nodeEnv,
+    podId: config.podId,
+    ring: logRing,
+    out,
+  });
+  logger.info({ data: { version, node: process.version, config: redactedConfig(config) } }, 'agent starting');
+  if (config.production && !config.debugToken) {
+    logger.warn(
+      'NODE_ENV=production without DEBUG_TOKEN: /debug/* is open; /debug/config and POST /debug/log-level are off',
+    );
+  }
+
+  // Stores
+  const lifecycle = new Lifecycle();
+  const jobs = new JobStore(config.jobHistorySize, now);
+  const workflows = new WorkflowStore(config.jobHistorySize, now);
+  await mkdir(config.artifactsDir, { recursive: true });
+  const artifacts = new ArtifactStore(config.artifactsDir, config.jobHistorySize, now);
+  const host = new HostStore(
+    realHostReaders,
+    config.hostRefreshIntervalMs,
+    logger.child({ source: 'host' }),
+    now,
+  );
+
+  // Workload (entrypoint mode)
+  const applier = new ProgressApplier({
+    jobs,
+    workflows,
+    artifacts,
+    logger: logger.child({ source: 'agent' }),
+    defaultQueue: WORKLOAD_QUEUE,
+    source: 'workload',
+  });
+  const workload = new WorkloadSupervisor({
+    command: config.workload,
+    env: {
+      ...io.env,
+      // Python buffers stdout into a pipe; progress lines must arrive as they are printed.
+      PYTHONUNBUFFERED: io.env.PYTHONUNBUFFERED ?? '1',
+      AGENT_PROGRESS_PREFIX: PROTOCOL_PREFIX,
+      ARTIFACTS_DIR: config.artifactsDir,
+      POD_ID: config.podId,
+    },
+    logger: logger.child({ source: 'workload' }),
+    onEvent: (e) => applier.apply(e),
+    context: () => {
+      const id = applier.jobId;
+      const node = id === undefined ? undefined : workflows.currentNode(id);
+      return { job_id: id, node_id: node?.id };
+    },
+  });
+
+  // GPU source
+  const activity = (): GpuActivity => {
+    const job = jobs.currentJob();
+    if (!job) return { jobActive: false };
+    const pid = workload.pid;
+    return {
+      jobActive: true,
+      nodeType: workflows.currentNode(job.id)?.type,
+      processes: pid === undefined ? [] : [{ pid, name: workloadName(config.workload) }],
+    };
+  };
+  const choice = chooseGpuBackend(config, activity);
+  const backend: GpuBackend | undefined = choice.backend;
+  const gpu = new GpuStore({
+    backend: backend?.name ?? 'none',
+    staleAfterMs: config.gpuStaleAfterMs,
+    historySize: config.gpuHistorySize,
+    unavailableReason: choice.backend ? undefined : choice.reason,
+  });
+  if (!choice.backend) logger.error({ data: { reason: choice.reason } }, 'no GPU backend');
+  const poller = backend
+    ? new GpuPoller({
+        backend,
+        store: gpu,
+        intervalMs: config.gpuPollIntervalMs,
+        sampleTimeoutMs: config.gpuSampleTimeoutMs,
+        logger: logger.child({ source: 'gpu' }),
+      })
+    : undefined;
+
+  // Views
+  const queue = disabledQueue('no queue is configured (REDIS_URL is not set)');
+  const statusDeps = {
+    podId: config.podId,
+    version,
+    startedAt,
+    lifecycle,
+    gpu,
+    jobs,
+    workflows,
+    queue,
+    workload: () => workload.status(),
+  };
+  const metrics = new AgentMetrics({
+    version,
+    hostname: os.hostname(),
+    gpu,
+    jobs,
+    workflows,
+    logRing,
+    queues: [WORKLOAD_QUEUE],
+    ready: () => readiness(statusDeps, now()).status === 'ok',
+    workloadRunning: () => (config.workload.length ? workload.status().state === 'running' : undefined),
+    dcgmCompat: config.metricsDcgmCompat,
+    now,
+  });
+  const httpStats = { total: 0, byClass: {} as Record<string, number> };
+  const app = createApp({
+    ...statusDeps,
+    now,
+    logger: logger.child({ source: 'http' }),
+    logRing,
+    artifacts,
+    host: () => host.snapshot(),
+    metrics,
+    configView: () => redactedConfig(config),
+    getLogLevel: () => logger.level,
+    setLogLevel: (level) => {
+      logger.level = level;
+    },
+    debugToken: config.debugToken,
+    production: config.production,
+    requestIdFormat: config.requestIdFormat,
+    onResponse: (status) => {
+      httpStats.total++;
+      const cls = `${Math.floor(status / 100)}xx`;
+      httpStats.byClass[cls] = (httpStats.byClass[cls] ?? 0) + 1;
+    },
+  });
+  const server: http.Server = createServer(app, logger.child({ source: 'http' }));
+
+  // Sources, then HTTP, then ready.
+  host.start();
+  poller?.start();
+  const address = await listen(server, config.port, config.host);
+  logger.info({ data: { host: address.address, port: address.port } }, 'listening');
+  workload.start();
+  lifecycle.advance('running');
+
+  const summary = setInterval(() => {
+    logger.info(
+      { source: 'http', data: { requests: httpStats.total, by_status: httpStats.byClass } },
+      'http summary',
+    );
+    httpStats.total = 0;
+    httpStats.byClass = {};
+  }, 60_000);
+  summary.unref();
+
+  // Shutdown: ordered, bounded, idempotent.
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((r) => (resolveDone = r));
+  let shutdownPromise: Promise<number> | undefined;
+  const shutdown = (reason: string, signal?: NodeJS.Signals): Promise<number> => {
+    shutdownPromise ??= (async () => {
+      lifecycle.advance('draining');
+      logger.info({ data: { reason, drain_timeout_ms: config.drainTimeoutMs } }, 'draining');
+      const exit = await workload.stop(config.drainTimeoutMs, signal ?? 'SIGTERM');
+      await applier.settled();
+      applier.abandon({
+        message: exit
+          ? `the workload exited with code ${exit.code} before the job ended`
+          : 'the agent stopped',
+        retryable: true,
+      });
+      clearInterval(summary);
+      await poller?.stop();
+      await backend
+        ?.close()
+        .catch((err: unknown) => logger.warn({ error: err }, 'GPU backend did not close cleanly'));
+      host.stop();
+      lifecycle.advance('stopped');
+      await closeServer(server, 1000);
+      metrics.close();
+      const code = exit?.code ?? 0;
+      logger.info({ data: { reason, exit_code: code } }, 'agent stopped');
+      out.flushSync?.();
+      resolveDone(code);
+      return code;
+    })();
+    return shutdownPromise;
+  };
+
+  void workload.exited.then((exit) => shutdown(`workload exited with code ${exit.code}`));
+
+  if (io.handleSignals !== false) {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals++;
+      if (signals === 1) {
+        logger.info({ data: { signal } }, 'signal received; draining (send it again to exit at once)');
+        void shutdown(`signal ${signal}`, signal);
+        return;
+      }
+      logger.warn({ data: { signal } }, 'second signal; exiting at once');
+      workload.kill();
+      out.flushSync?.();
+      const code = workload.status().exitCode ?? 128 + (os.constants.signals[signal] ?? 0);
+      process.exit(code);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('exit', () => workload.kill());
+    process.on('uncaughtException', (err) => {
+      logger.fatal({ error: err }, 'uncaught exception; shutting down');
+      void shutdown('uncaught exception').then(() => process.exit(1));
+    });
+    process.on('unhandledRejection', (reason) => {
+      logger.error({ error: reason }, 'unhandled promise rejection');
+    });
+  }
+
+  return { port: address.port, shutdown, done, logger };
+}

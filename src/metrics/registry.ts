@@ -1,0 +1,480 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { GpuDevice, GpuSample, GpuStore } from '../../gpu/index.js';
+import type { JobStore } from '../jobs/job-store.js';
+import { FINISHED_STATES } from '../jobs/job-store.js';
+import type { LogRing } from '../logging/log-ring.js';
+import type { WorkflowStore } from '../workflow/workflow-store.js';
+import {
+  AGENT_METRICS,
+  API_METRICS,
+  DCGM_LABELS,
+  DCGM_METRICS,
+  GPU_METRICS,
+  JOB_METRICS,
+  MAX_NODE_TYPES,
+} from './names.js';
+
+export interface MetricsDeps {
+  version: string;
+  hostname: string;
+  gpu: GpuStore;
+  jobs: JobStore;
+  workflows: WorkflowStore;
+  logRing: LogRing;
+  /** Queues that always have series, even before their first job. */
+  queues: string[];
+  ready: () => boolean;
+  /** Undefined when no workload is supervised. */
+  workloadRunning: () => boolean | undefined;
+  dcgmCompat: boolean;
+  now: () => number;
+}
+
+const MIB = 1024 * 1024;
+const GPU_LABELS = ['gpu', 'uuid'] as const;
+
+/**
+ * The agent's Prometheus registry. Gauges read the stores in `collect()` and nothing else, so a scrape
+ * never touches hardware and a failing source cannot fail it; counters and histograms are fed by store
+ * events as they happen.
+ */
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly apiRequests: Counter<'endpoint' | 'method' | 'status'>;
+  private readonly apiDuration: Histogram<'endpoint' | 'method'>;
+  private readonly nodeTypes = new Set<string>();
+
+  constructor(private readonly deps: MetricsDeps) {
+    const r = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    // prom-client exports these sums as gauges named *_total, which promtool's lint rejects; the
+    // per-type series without the suffix carry the same numbers.
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total',
+    ]) {
+      this.registry.removeSingleMetric(name);
+    }
+
+    new Gauge({
+      name: AGENT_METRICS.buildInfo,
+      help: 'Build of the running agent; always 1.',
+      labelNames: ['version', 'node_version'],
+      registers: r,
+    }).set({ version: deps.version, node_version: process.version }, 1);
+
+    this.defineGpuMetrics();
+    if (deps.dcgmCompat) this.defineDcgmMetrics();
+    this.defineJobMetrics();
+    this.defineAgentMetrics();
+
+    this.apiRequests = new Counter({
+      name: API_METRICS.requestsTotal,
+      help: 'HTTP requests answered, by templated route.',
+      labelNames: ['endpoint', 'method', 'status'],
+      registers: r,
+    });
+    this.apiDuration = new Histogram({
+      name: API_METRICS.requestDurationSeconds,
+      help: 'Time to answer an HTTP request, by templated route.',
+      labelNames: ['endpoint', 'method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: r,
+    });
+  }
+
+  observeRequest(endpoint: string, method: string, status: number, seconds: number): void {
+    this.apiRequests.inc({ endpoint, method, status: String(status) });
+    this.apiDuration.observe({ endpoint, method }, seconds);
+  }
+
+  close(): void {
+    for (const u of this.unsubscribe) u();
+    this.unsubscribe.length = 0;
+  }
+
+  /** Defines a gauge whose value is read per GPU from the newest sample at scrape time. */
+  private perGpuGauge(
+    name: string,
+    help: string,
+    read: (d: GpuDevice) => number | undefined,
+    extraLabels: string[] = [],
+    readMany?: (d: GpuDevice) => { labels: Record<string, string>; value: number }[],
+  ): void {
+    const gpu = this.deps.gpu;
+    new Gauge({
+      name,
+      help,
+      labelNames: [...GPU_LABELS, ...extraLabels],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const d of gpu.latest()?.devices ?? []) {
+          const base = { gpu: String(d.index), uuid: d.uuid };
+          if (readMany) {
+            for (const m of readMany(d)) this.set({ ...base, ...m.labels }, m.value);
+            continue;
+          }
+          const v = read(d);
+          // Unsupported readings have no series at all: absent, never 0.
+          if (v !== undefined && Number.isFinite(v)) this.set(base, v);
+        }
+      },
+    });
+  }
+
+  private defineGpuMetrics(): void {
+    const { gpu } = this.deps;
+    const r = [this.registry];
+    new Gauge({
+      name: GPU_METRICS.info,
+      help: 'Identity of each GPU; always 1.',
+      labelNames: ['gpu', 'uuid', 'name', 'driver_version', 'pci_bus_id'],
+      registers: r,
+      collect() {
+        this.reset();
+        const s = gpu.latest();
+        for (const d of s?.devices ?? []) {
+          this.set(
+            {
+              gpu: String(d.index),
+              uuid: d.uuid,
+              name: d.name,
+              driver_version: s?.driverVersion ?? '',
+              pci_bus_id: d.pciBusId ?? '',
+            },
+            1,
+          );
+        }
+      },
+    });
+    const pct = (v: number | undefined): number | undefined => (v === undefined ? undefined : v / 100);
+    const mhz = (v: number | undefined): number | undefined => (v === undefined ? undefined : v * 1e6);
+    this.perGpuGauge(GPU_METRICS.utilizationRatio, 'Share of time a kernel ran on the GPU (0–1).', (d) =>
+      pct(d.utilization.gpuPercent),
+    );
+    this.perGpuGauge(
+      GPU_METRICS.memoryUtilizationRatio,
+      'Share of time device memory was read or written (0–1).',
+      (d) => pct(d.utilization.memoryPercent),
+    );
+    this.perGpuGauge(
+      GPU_METRICS.memoryUsedBytes,
+      'Device memory in use by processes, reserved memory excluded.',
+      (d) => d.memory.usedBytes,
+    );
+    this.perGpuGauge(GPU_METRICS.memoryTotalBytes, 'Total device memory.', (d) => d.memory.totalBytes);
+    this.perGpuGauge(
+      GPU_METRICS.memoryFreeBytes,
+      'Device memory free for allocation.',
+      (d) => d.memory.freeBytes,
+    );
+    this.perGpuGauge(
+      GPU_METRICS.memoryReservedBytes,
+      'Device memory the driver reserves for itself.',
+      (d) => d.memory.reservedBytes,
+    );
+    this.perGpuGauge(GPU_METRICS.temperatureCelsius, 'GPU core temperature.', (d) => d.temperatureC);
+    this.perGpuGauge(GPU_METRICS.powerUsageWatts, 'Power draw of the board.', (d) => d.powerW);
+    this.perGpuGauge(GPU_METRICS.powerLimitWatts, 'Enforced power limit.', (d) => d.powerLimitW);
+    this.perGpuGauge(GPU_METRICS.smClockHertz, 'Current SM clock.', (d) => mhz(d.smClockMHz));
+    this.perGpuGauge(GPU_METRICS.memoryClockHertz, 'Current memory clock.', (d) => mhz(d.memClockMHz));
+    this.perGpuGauge(
+      GPU_METRICS.processes,
+      'Processes holding a context on the GPU.',
+      (d) => d.processes.length,
+    );
+    this.perGpuGauge(GPU_METRICS.migEnabled, '1 when MIG mode is on.', (d) =>
+      d.mig ? Number(d.mig.enabled) : undefined,
+    );
+    this.perGpuGauge(
+      GPU_METRICS.clocksEventReasonActive,
+      'Active clock event (throttle) reasons, one series per active reason.',
+      () => undefined,
+      ['reason'],
+      (d) => (d.throttleReasons ?? []).map((reason) => ({ labels: { reason }, value: 1 })),
+    );
+    this.perGpuGauge(
+      GPU_METRICS.xidLastTimestampSeconds,
+      'When the newest XID error on the GPU was seen (Unix seconds).',
+      (d) => (d.xidErrors?.last ? d.xidErrors.last.at / 1000 : undefined),
+    );
+
+    const cumulative = (
+      name: string,
+      help: string,
+      extra: string[],
+      read: (d: GpuDevice) => { labels: Record<string, string>; value: number }[],
+    ): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: [...GPU_LABELS, ...extra],
+        registers: r,
+        collect() {
+          // The driver keeps the running totals; the counter mirrors them.
+          this.reset();
+          for (const d of gpu.latest()?.devices ?? []) {
+            for (const m of read(d)) {
+              if (Number.isFinite(m.value) && m.value >= 0) {
+                this.inc({ gpu: String(d.index), uuid: d.uuid, ...m.labels }, m.value);
+              }
+            }
+          }
+        },
+      });
+    };
+    cumulative(
+      GPU_METRICS.eccErrorsTotal,
+      'ECC errors reported by the driver (aggregate).',
+      ['type'],
+      (d) => {
+        const out: { labels: Record<string, string>; value: number }[] = [];
+        if (d.eccErrors?.corrected !== undefined)
+          out.push({ labels: { type: 'corrected' }, value: d.eccErrors.corrected });
+        if (d.eccErrors?.uncorrected !== undefined)
+          out.push({ labels: { type: 'uncorrected' }, value: d.eccErrors.uncorrected });
+        return out;
+      },
+    );
+    cumulative(
+      GPU_METRICS.xidErrorsTotal,
+      'XID errors seen since the agent started, by XID code.',
+      ['xid'],
+      (d) => Object.entries(d.xidErrors?.byXid ?? {}).map(([xid, value]) => ({ labels: { xid }, value })),
+    );
+  }
+
+  private defineDcgmMetrics(): void {
+    const { gpu, hostname } = this.deps;
+    const def = (name: string, help: string, read: (d: GpuDevice) => number | undefined): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: [...DCGM_LABELS],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          const s: GpuSample | undefined = gpu.latest();
+          for (const d of s?.devices ?? []) {
+            const v = read(d);
+            if (v === undefined || !Number.isFinite(v)) continue;
+            this.set(
+              {
+                gpu: String(d.index),
+                UUID: d.uuid,
+                pci_bus_id: d.pciBusId ?? '',
+                device: `nvidia${d.index}`,
+                modelName: d.name,
+                Hostname: hostname,
+                DCGM_FI_DRIVER_VERSION: s?.driverVersion ?? '',
+              },
+              v,
+            );
+          }
+        },
+      });
+    };
+    const mib = (b: number | undefined): number | undefined =>
+      b === undefined ? undefined : Math.round(b / MIB);
+    def(DCGM_METRICS.gpuUtil, 'GPU utilization (in %).', (d) => d.utilization.gpuPercent);
+    def(DCGM_METRICS.memCopyUtil, 'Memory utilization (in %).', (d) => d.utilization.memoryPercent);
+    def(DCGM_METRICS.fbUsed, 'Framebuffer memory used (in MiB).', (d) => mib(d.memory.usedBytes));
+    def(DCGM_METRICS.fbFree, 'Framebuffer memory free (in MiB).', (d) => mib(d.memory.freeBytes));
+    def(DCGM_METRICS.fbReserved, 'Framebuffer memory reserved (in MiB).', (d) => mib(d.memory.reservedBytes));
+    def(DCGM_METRICS.gpuTemp, 'GPU temperature (in C).', (d) => d.temperatureC);
+    def(DCGM_METRICS.powerUsage, 'Power draw (in W).', (d) => d.powerW);
+    def(DCGM_METRICS.smClock, 'SM clock frequency (in MHz).', (d) => d.smClockMHz);
+    def(DCGM_METRICS.memClock, 'Memory clock frequency (in MHz).', (d) => d.memClockMHz);
+    def(
+      DCGM_METRICS.xidErrors,
+      'Value of the last XID error encountered.',
+      (d) => d.xidErrors?.last?.xid ?? 0,
+    );
+  }
+
+  private defineJobMetrics(): void {
+    const { jobs, workflows } = this.deps;
+    const r = [this.registry];
+    const started = new Counter({
+      name: JOB_METRICS.startedTotal,
+      help: 'Jobs this pod started, retries included.',
+      labelNames: ['queue'],
+      registers: r,
+    });
+    const completed = new Counter({
+      name: JOB_METRICS.completedTotal,
+      help: 'Jobs that left this pod, by final status (completed, failed, canceled, returned).',
+      labelNames: ['queue', 'status'],
+      registers: r,
+    });
+    const duration = new Histogram({
+      name: JOB_METRICS.durationSeconds,
+      help: 'Time from start to end of a job on this pod.',
+      labelNames: ['queue', 'status'],
+      buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600],
+      registers: r,
+    });
+    const queues = this.deps.queues;
+    for (const q of queues) started.inc({ queue: q }, 0);
+    new Gauge({
+      name: JOB_METRICS.queuedCurrent,
+      help: 'Jobs waiting for this pod.',
+      labelNames: ['queue'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const q of new Set([...queues, ...jobs.queues()])) this.set({ queue: q }, jobs.counts(q).queued);
+      },
+    });
+    new Gauge({
+      name: JOB_METRICS.processingCurrent,
+      help: 'Jobs running on this pod now.',
+      labelNames: ['queue'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const q of new Set([...queues, ...jobs.queues()])) this.set({ queue: q }, jobs.counts(q).active);
+      },
+    });
+    const nodeDuration = new Histogram({
+      name: JOB_METRICS.nodeDurationSeconds,
+      help: 'Run time of completed workflow nodes, by node class.',
+      labelNames: ['node_type'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
+      registers: r,
+    });
+
+    this.unsubscribe.push(
+      jobs.subscribe((e) => {
+        if (
+          (e.type === 'created' && e.job.state === 'active') ||
+          (e.type === 'transition' && e.to === 'active')
+        ) {
+          started.inc({ queue: e.job.queue });
+        }
+        if (e.type === 'transition' && FINISHED_STATES.has(e.to) && e.from !== 'queued') {
+          completed.inc({ queue: e.job.queue, status: e.to });
+          if (e.job.startedAt !== undefined && e.job.finishedAt !== undefined) {
+            duration.observe(
+              { queue: e.job.queue, status: e.to },
+              (e.job.finishedAt - e.job.startedAt) / 1000,
+            );
+          }
+        }
+      }),
+      workflows.subscribe((e) => {
+        if (e.type !== 'node' || e.node.status !== 'completed' || e.from !== 'running') return;
+        if (e.node.startedAt === undefined || e.node.endedAt === undefined) return;
+        nodeDuration.observe(
+          { node_type: this.nodeTypeLabel(e.node.type) },
+          (e.node.endedAt - e.node.startedAt) / 1000,
+        );
+      }),
+    );
+  }
+
+  /** Caps the distinct node classes so a graph of generated class names cannot blow up the series count. */
+  private nodeTypeLabel(type: string): string {
+    const t = type || 'unknown';
+    if (this.nodeTypes.has(t)) return t;
+    if (this.nodeTypes.size >= MAX_NODE_TYPES) return 'other';
+    this.nodeTypes.add(t);
+    return t;
+  }
+
+  private defineAgentMetrics(): void {
+    const { gpu, now, logRing } = this.deps;
+    const deps = this.deps;
+    const r = [this.registry];
+    const backend = gpu.backend;
+    new Gauge({
+      name: AGENT_METRICS.ready,
+      help: '1 when /ready answers 200.',
+      registers: r,
+      collect() {
+        this.set(deps.ready() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: AGENT_METRICS.gpuBackendUp,
+      help: '1 when the last GPU sample succeeded.',
+      labelNames: ['backend'],
+      registers: r,
+      collect() {
+        this.set({ backend }, gpu.status(now()).up ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: AGENT_METRICS.gpuLastSuccessTimestampSeconds,
+      help: 'When the last good GPU sample was taken (Unix seconds).',
+      labelNames: ['backend'],
+      registers: r,
+      collect() {
+        this.reset();
+        const t = gpu.status(now()).lastSuccessAt;
+        if (t !== undefined) this.set({ backend }, t / 1000);
+      },
+    });
+    new Gauge({
+      name: AGENT_METRICS.gpuSampleAgeSeconds,
+      help: 'Age of the newest good GPU sample.',
+      labelNames: ['backend'],
+      registers: r,
+      collect() {
+        this.reset();
+        const age = gpu.status(now()).sampleAgeMs;
+        if (age !== undefined) this.set({ backend }, age / 1000);
+      },
+    });
+    new Gauge({
+      name: AGENT_METRICS.workloadRunning,
+      help: '1 while the supervised workload runs (absent in sidecar mode).',
+      registers: r,
+      collect() {
+        this.reset();
+        const running = deps.workloadRunning();
+        if (running !== undefined) this.set(running ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: AGENT_METRICS.logRecordsDroppedTotal,
+      help: 'Log records pushed out of the /debug/logs buffer by newer ones.',
+      registers: r,
+      collect() {
+        this.reset();
+        this.inc(logRing.dropped);
+      },
+    });
+    const sampleDuration = new Histogram({
+      name: AGENT_METRICS.gpuSampleDurationSeconds,
+      help: 'Time one GPU sample took, failures included.',
+      labelNames: ['backend'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    });
+    const samples = new Counter({
+      name: AGENT_METRICS.gpuSamplesTotal,
+      help: 'GPU samples attempted.',
+      labelNames: ['backend'],
+      registers: r,
+    });
+    const failures = new Counter({
+      name: AGENT_METRICS.gpuSampleFailuresTotal,
+      help: 'GPU samples that failed, by category (timeout, spawn, parse, exit:N, ...).',
+      labelNames: ['backend', 'category'],
+      registers: r,
+    });
+    samples.inc({ backend }, 0);
+    this.unsubscribe.push(
+      gpu.subscribe((e) => {
+        if (e.type === 'up') return;
+        samples.inc({ backend });
+        sampleDuration.observe({ backend }, e.durationMs / 1000);
+        if (e.type === 'failure') failures.inc({ backend, category: e.failure.category });
+      }),
+    );
+  }
+}

@@ -1,0 +1,158 @@
+import type { GpuStore } from '../../gpu/index.js';
+import type { JobRecord, JobStore } from '../jobs/job-store.js';
+import type { Lifecycle } from '../lifecycle.js';
+import type { WorkflowStore } from '../workflow/workflow-store.js';
+import type { WorkloadStatus } from '../workload/supervisor.js';
+import { gpuSummary, iso, orNull } from './gpu.js';
+import type { QueueView } from './queue.js';
+
+export interface StatusDeps {
+  podId: string;
+  version: string;
+  startedAt: number;
+  lifecycle: Pick<Lifecycle, 'phase'>;
+  gpu: GpuStore;
+  jobs: JobStore;
+  workflows: WorkflowStore;
+  queue: QueueView;
+  workload: () => WorkloadStatus;
+}
+
+export type CheckStatus = 'ok' | 'starting' | 'failing' | 'disabled' | 'not_configured';
+
+export interface Readiness {
+  status: 'ok' | 'starting' | 'degraded' | 'draining';
+  checks: Record<string, { status: CheckStatus; [k: string]: unknown }>;
+}
+
+/** The readiness verdict and each check behind it. Only reads stores. */
+export function readiness(d: StatusDeps, now: number): Readiness {
+  const g = d.gpu.status(now);
+  const gpuCheck =
+    g.backend === 'none'
+      ? { status: 'failing' as const, backend: g.backend, reason: g.unavailableReason ?? 'no GPU backend' }
+      : g.samplesTotal === 0
+        ? { status: 'starting' as const, backend: g.backend }
+        : g.up && !g.stale
+          ? { status: 'ok' as const, backend: g.backend, sample_age_ms: orNull(g.sampleAgeMs) }
+          : {
+              status: 'failing' as const,
+              backend: g.backend,
+              reason: !g.up ? (g.lastFailure?.message ?? 'backend down') : 'GPU data is stale',
+              stale: g.stale,
+              sample_age_ms: orNull(g.sampleAgeMs),
+            };
+  const w = d.workload();
+  const workloadCheck =
+    w.state === 'not_configured'
+      ? { status: 'not_configured' as const }
+      : w.state === 'running'
+        ? { status: 'ok' as const, pid: w.pid }
+        : w.state === 'starting'
+          ? { status: 'starting' as const }
+          : {
+              status: 'failing' as const,
+              reason: w.spawnError ?? `workload exited with code ${w.exitCode}`,
+              exit_code: orNull(w.exitCode),
+              signal: orNull(w.signal),
+            };
+  const q = d.queue.readiness(now);
+  const checks = { gpu: gpuCheck, workload: workloadCheck, queue: q };
+  const phase = d.lifecycle.phase;
+  let status: Readiness['status'];
+  if (phase === 'draining' || phase === 'stopped') status = 'draining';
+  else if (Object.values(checks).some((c) => c.status === 'failing')) status = 'degraded';
+  else if (phase === 'starting' || Object.values(checks).some((c) => c.status === 'starting'))
+    status = 'starting';
+  else status = 'ok';
+  return { status, checks };
+}
+
+export function currentJobView(job: JobRecord | undefined, workflows: WorkflowStore, now: number) {
+  if (!job) return null;
+  const wf = workflows.get(job.id);
+  const node = workflows.currentNode(job.id);
+  let completed = 0;
+  if (wf)
+    for (const n of wf.nodes.values()) if (n.status === 'completed' || n.status === 'cached') completed++;
+  return {
+    job_id: job.id,
+    queue: job.queue,
+    state: job.state,
+    progress_percent: job.progressPercent,
+    started_at: iso(job.startedAt),
+    elapsed_ms: job.startedAt === undefined ? null : now - job.startedAt,
+    attempts: job.attempts,
+    nodes_total: wf?.nodesTotal ?? 0,
+    nodes_completed: completed,
+    node: node
+      ? {
+          id: node.id,
+          node_id: node.nodeId,
+          type: node.type,
+          step: orNull(node.step),
+          total: orNull(node.total),
+          progress_percent:
+            node.step !== undefined && node.total ? Math.round((node.step / node.total) * 1000) / 10 : null,
+          started_at: iso(node.startedAt),
+        }
+      : null,
+  };
+}
+
+/** `GET /debug/status`. */
+export function buildStatus(d: StatusDeps, now: number) {
+  const r = readiness(d, now);
+  const g = d.gpu.status(now);
+  const sample = d.gpu.latest();
+  const current = d.jobs.currentJob();
+  const gpus = sample?.devices.map(gpuSummary) ?? [];
+  const first = gpus[0];
+  const status =
+    r.status === 'draining'
+      ? 'draining'
+      : r.status === 'starting'
+        ? 'starting'
+        : r.status === 'degraded'
+          ? 'degraded'
+          : current
+            ? 'processing'
+            : 'idle';
+  return {
+    pod_id: d.podId,
+    status,
+    uptime_s: Math.floor((now - d.startedAt) / 1000),
+    started_at: iso(d.startedAt),
+    version: d.version,
+    gpu: first
+      ? {
+          name: first.name,
+          memory_used_mb: first.memory_used_mb,
+          memory_total_mb: first.memory_total_mb,
+          utilization_percent: first.utilization_percent,
+          temperature_c: first.temperature_c,
+          power_w: first.power_w,
+        }
+      : null,
+    gpus,
+    gpu_count: gpus.length,
+    current_job: currentJobView(current, d.workflows, now),
+    gpu_backend: g.backend,
+    gpu_backend_up: g.up,
+    sample_age_ms: orNull(g.sampleAgeMs),
+    stale: g.stale,
+    driver_version: orNull(sample?.driverVersion),
+    workload: workloadView(d.workload()),
+  };
+}
+
+export function workloadView(w: WorkloadStatus) {
+  return {
+    state: w.state,
+    pid: orNull(w.pid),
+    exit_code: orNull(w.exitCode),
+    signal: orNull(w.signal),
+    started_at: iso(w.startedAt),
+    exited_at: iso(w.exitedAt),
+  };
+}

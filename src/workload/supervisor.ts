@@ -1,0 +1,211 @@
+import { spawn as nodeSpawn } from 'node:child_process';
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { LineSplitter } from './line-splitter.js';
+import { parseProtocolLine } from './progress-protocol.js';
+import type { ProtocolEvent } from './progress-protocol.js';
+import { classifyWorkloadLine } from './workload-lines.js';
+
+export type WorkloadState = 'not_configured' | 'starting' | 'running' | 'exited';
+
+export interface WorkloadStatus {
+  state: WorkloadState;
+  command?: string[];
+  pid?: number;
+  startedAt?: number;
+  exitedAt?: number;
+  /** The exit code, or 128 + signal number when a signal ended it (as shells report it). */
+  exitCode?: number;
+  signal?: string;
+  /** Set when the command could not be started at all. */
+  spawnError?: string;
+}
+
+export interface SupervisorDeps {
+  command: string[];
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+  /** Receives progress-protocol events from the workload's stdout. */
+  onEvent: (event: ProtocolEvent) => void;
+  /** Correlation fields for a workload line (the job and node running when it was printed). */
+  context?: () => { job_id?: string; node_id?: string };
+  spawn?: (cmd: string, args: string[], opts: SpawnOptions) => ChildProcess;
+  now?: () => number;
+}
+
+export interface WorkloadExit {
+  code: number;
+  signal?: string;
+}
+
+/**
+ * Runs the workload as a child in its own process group, turns each output line into a log record
+ * (`source: "workload"`), feeds protocol lines to the stores, forwards signals to the whole group, and
+ * reports how it ended.
+ */
+export class WorkloadSupervisor {
+  private child: ChildProcess | undefined;
+  private readonly st: WorkloadStatus;
+  private readonly exitPromise: Promise<WorkloadExit>;
+  private resolveExit!: (e: WorkloadExit) => void;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: SupervisorDeps) {
+    this.now = deps.now ?? Date.now;
+    this.st = { state: deps.command.length ? 'starting' : 'not_configured', command: deps.command };
+    this.exitPromise = new Promise((resolve) => (this.resolveExit = resolve));
+  }
+
+  status(): WorkloadStatus {
+    return { ...this.st };
+  }
+
+  /** Resolves when the workload has exited (immediately resolved never for a sidecar). */
+  get exited(): Promise<WorkloadExit> {
+    return this.exitPromise;
+  }
+
+  get pid(): number | undefined {
+    return this.st.state === 'running' ? this.st.pid : undefined;
+  }
+
+  start(): void {
+    if (this.child || this.st.state !== 'starting') return;
+    const [cmd, ...args] = this.deps.command as [string, ...string[]];
+    const { logger } = this.deps;
+    const spawn = this.deps.spawn ?? nodeSpawn;
+    let child: ChildProcess;
+    try {
+      child = spawn(cmd, args, {
+        env: this.deps.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        // Its own process group, so a forwarded signal reaches everything it started.
+        detached: true,
+      });
+    } catch (err) {
+      this.spawnFailed(err);
+      return;
+    }
+    this.child = child;
+    child.once('error', (err) => {
+      if (this.st.state === 'starting') this.spawnFailed(err);
+      else logger.error({ source: 'agent', error: err }, 'workload process error');
+    });
+    child.once('spawn', () => {
+      this.st.state = 'running';
+      this.st.pid = child.pid;
+      this.st.startedAt = this.now();
+      logger.info({ data: { pid: child.pid, command: this.deps.command } }, 'workload started');
+    });
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const splitter = new LineSplitter((line, truncated) => this.onLine(stream, line, truncated));
+      child[stream]?.on('data', (chunk: Buffer) => splitter.push(chunk));
+      child[stream]?.on('end', () => splitter.end());
+    }
+    // 'close' waits for the output pipes, so no line printed before exit is lost.
+    child.once('close', (code, signal) => {
+      const exitCode = code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0);
+      this.st.state = 'exited';
+      this.st.exitCode = exitCode;
+      this.st.signal = signal ?? undefined;
+      this.st.exitedAt = this.now();
+      const fields = { data: { pid: child.pid, exit_code: exitCode, signal: signal ?? undefined } };
+      if (exitCode === 0) logger.info(fields, 'workload exited');
+      else logger.warn(fields, 'workload exited with a failure');
+      this.resolveExit({ code: exitCode, signal: signal ?? undefined });
+    });
+  }
+
+  /** Sends `signal` to the workload's process group. Returns false when nothing is running. */
+  signal(signal: NodeJS.Signals): boolean {
+    const pid = this.child?.pid;
+    if (pid === undefined || this.st.state !== 'running') return false;
+    try {
+      process.kill(-pid, signal);
+      return true;
+    } catch {
+      try {
+        return this.child?.kill(signal) ?? false;
+      } catch {
+        return false;
+      }
+    }
+  }
+
+  /**
+   * Asks the workload to stop with SIGTERM and waits up to `graceMs`, then kills the group. Resolves
+   * with how it ended; safe to call more than once.
+   */
+  async stop(graceMs: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<WorkloadExit | undefined> {
+    if (this.st.state === 'not_configured') return undefined;
+    if (this.st.state === 'exited') return this.exitPromise;
+    this.signal(signal);
+    let timer: NodeJS.Timeout | undefined;
+    const killed = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.deps.logger.warn({ data: { grace_ms: graceMs } }, 'workload did not stop in time; killing it');
+        this.signal('SIGKILL');
+        resolve();
+      }, graceMs);
+    });
+    await Promise.race([this.exitPromise, killed]);
+    clearTimeout(timer);
+    return this.exitPromise;
+  }
+
+  /** Last resort at process exit: kill the group without waiting. */
+  kill(): void {
+    this.signal('SIGKILL');
+  }
+
+  private spawnFailed(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    this.st.state = 'exited';
+    this.st.spawnError = message;
+    // 127 is what shells return for a command that cannot be found or run.
+    this.st.exitCode = 127;
+    this.st.exitedAt = this.now();
+    this.deps.logger.error(
+      { data: { command: this.deps.command }, error: err },
+      'workload could not be started',
+    );
+    this.resolveExit({ code: 127 });
+  }
+
+  private onLine(stream: 'stdout' | 'stderr', line: string, truncated: boolean): void {
+    if (line.trim() === '') return;
+    const { logger } = this.deps;
+    const ctx = this.deps.context?.() ?? {};
+    const base = { source: 'workload', stream, ...ctx, ...(truncated ? { truncated: true } : {}) };
+    if (stream === 'stdout') {
+      const parsed = parseProtocolLine(line);
+      if (parsed.kind === 'event') {
+        try {
+          this.deps.onEvent(parsed.event);
+        } catch (err) {
+          logger.error({ ...base, error: err, data: parsed.event }, 'progress event could not be applied');
+          return;
+        }
+        // Fields of the job may have changed with the event; take them again.
+        logger.debug(
+          { ...base, ...(this.deps.context?.() ?? {}), data: parsed.event },
+          `progress ${parsed.event.type}`,
+        );
+        return;
+      }
+      if (parsed.kind === 'invalid') {
+        logger.warn({ ...base, data: { line, error: parsed.error } }, 'invalid progress line');
+        return;
+      }
+    }
+    const rec = classifyWorkloadLine(line);
+    logger[rec.level]({ ...base, ...(rec.data ? { data: rec.data } : {}) }, rec.message);
+  }
+}
+
+/** The workload's short name for process lists, e.g. `python3` for `/usr/bin/python3 main.py`. */
+export function workloadName(command: string[]): string {
+  return path.basename(command[0] ?? 'workload');
+}
