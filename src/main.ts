@@ -167,6 +167,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     dcgmCompat: config.metricsDcgmCompat,
     now,
   });
+  lifecycle.subscribe(() => metrics.invalidate());
   const httpStats = { total: 0, byClass: {} as Record<string, number> };
   const app = createApp({
     ...statusDeps,

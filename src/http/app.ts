@@ -11,7 +11,7 @@ import type { AgentMetrics } from '../metrics/registry.js';
 import { buildArtifactsView } from '../views/artifacts.js';
 import { buildGpuView } from '../views/gpu.js';
 import { buildMemoryView } from '../views/memory.js';
-import { buildStatus, readiness, workloadView } from '../views/status.js';
+import { readiness, statusJson, workloadView } from '../views/status.js';
 import type { StatusDeps } from '../views/status.js';
 import { buildWorkflowView } from '../views/workflow.js';
 import { bearerChecker } from './auth.js';
@@ -46,6 +46,9 @@ export const LOG_LINES_DEFAULT = 100;
 
 type Method = 'get' | 'post';
 
+/** Paths of the artifact download route, for its 405 answers. */
+const ARTIFACT_FILE = /^\/debug\/artifacts\/[^/]+\/./;
+
 /**
  * Builds the HTTP app; it does not listen. Handlers only read stores: no hardware, no Redis, no file
  * reads on the hot path (artifact downloads excepted, which stream the file asked for).
@@ -56,11 +59,11 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('etag');
   app.set('query parser', 'simple');
 
-  app.use(requestContext(deps.requestIdFormat));
-  app.use(observe(deps));
+  app.use(requestContext(deps.requestIdFormat, observer(deps)));
 
   const checkToken = deps.debugToken ? bearerChecker(deps.debugToken) : undefined;
-  const guard: RequestHandler = (req, _res, next) => {
+  /** Throws the 400 or 401 a request gets before any route answers it. */
+  const admit = (req: Request): void => {
     if (req.ctx.invalidRequestId !== undefined) {
       throw new HttpError(400, 'INVALID_REQUEST_ID', 'x-request-id is not a valid request id', {
         header: 'x-request-id',
@@ -72,34 +75,35 @@ export function createApp(deps: AppDeps): express.Express {
         'WWW-Authenticate': 'Bearer realm="gpu-pod-agent"',
       });
     }
-    next();
   };
 
-  const route = (methods: Method[], paths: string[], ...handlers: RequestHandler[]): void => {
+  // Methods each path takes, for 405 answers. One fallback answers those for every route, and the
+  // admission check runs inside each route's first handler: every layer a request walks costs time.
+  const allowed = new Map<string, Method[]>();
+  const route = (
+    methods: Method[],
+    paths: string[],
+    first: RequestHandler,
+    ...rest: RequestHandler[]
+  ): void => {
+    const admitted: RequestHandler = (req, res, next) => {
+      admit(req);
+      return first(req, res, next);
+    };
     for (const path of paths) {
-      for (const m of methods) app[m](path, guard, ...handlers);
-      app.all(path, guard, methodNotAllowed(methods));
+      for (const m of methods) app[m](path, admitted, ...rest);
+      allowed.set(path, [...(allowed.get(path) ?? []), ...methods]);
     }
   };
 
-  route(['get'], ['/'], (_req, res) => {
-    res.json({
-      service: 'gpu-pod-agent',
-      version: deps.version,
-      routes: [
-        '/health',
-        '/ready',
-        '/metrics',
-        '/debug/status',
-        '/debug/gpu',
-        '/debug/workflow',
-        '/debug/logs',
-        '/debug/queue',
-        '/debug/memory',
-        '/debug/artifacts',
-        ...(configRoutesOn(deps) ? ['/debug/config', 'POST /debug/log-level'] : []),
-      ],
-    });
+  route(['get'], ['/debug/status'], (_req, res) => {
+    noStore(res).type('application/json').send(statusJson(deps, deps.now()));
+  });
+
+  route(['get'], ['/metrics'], async (_req, res) => {
+    const body = await deps.metrics.render();
+    res.setHeader('Content-Type', deps.metrics.registry.contentType);
+    res.send(body);
   });
 
   route(['get'], ['/health', '/healthz'], (_req, res) => {
@@ -116,16 +120,6 @@ export function createApp(deps: AppDeps): express.Express {
     res
       .status(r.status === 'ok' ? 200 : 503)
       .json({ status: r.status, checks: r.checks, version: deps.version });
-  });
-
-  route(['get'], ['/metrics'], async (_req, res) => {
-    const body = await deps.metrics.registry.metrics();
-    res.setHeader('Content-Type', deps.metrics.registry.contentType);
-    res.send(body);
-  });
-
-  route(['get'], ['/debug/status'], (_req, res) => {
-    noStore(res).json(buildStatus(deps, deps.now()));
   });
 
   route(['get'], ['/debug/gpu'], (_req, res) => {
@@ -213,6 +207,26 @@ export function createApp(deps: AppDeps): express.Express {
     });
   });
 
+  route(['get'], ['/'], (_req, res) => {
+    res.json({
+      service: 'gpu-pod-agent',
+      version: deps.version,
+      routes: [
+        '/health',
+        '/ready',
+        '/metrics',
+        '/debug/status',
+        '/debug/gpu',
+        '/debug/workflow',
+        '/debug/logs',
+        '/debug/queue',
+        '/debug/memory',
+        '/debug/artifacts',
+        ...(configRoutesOn(deps) ? ['/debug/config', 'POST /debug/log-level'] : []),
+      ],
+    });
+  });
+
   route(['get'], ['/debug/workload'], (_req, res) => {
     noStore(res).json(workloadView(deps.workload()));
   });
@@ -245,19 +259,28 @@ export function createApp(deps: AppDeps): express.Express {
         }
         const previous = deps.getLogLevel();
         deps.setLogLevel(level as SettableLogLevel);
-        deps.logger.warn({ data: { previous, level } }, 'log level changed');
+        requestLogger(deps.logger, req).warn({ data: { previous, level } }, 'log level changed');
         noStore(res).json({ level, previous });
       },
     );
   }
 
-  app.use((req: Request, _res: Response, next: NextFunction) => {
-    guard(req, _res, () =>
-      next(new HttpError(404, 'NOT_FOUND', `no route for ${req.method} ${truncate(req.path, 200)}`)),
-    );
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    admit(req);
+    const methods = allowed.get(req.path) ?? (ARTIFACT_FILE.test(req.path) ? ['get' as const] : undefined);
+    if (methods) {
+      methodNotAllowed(methods)(req, res, next);
+      return;
+    }
+    next(new HttpError(404, 'NOT_FOUND', `no route for ${req.method} ${truncate(req.path, 200)}`));
   });
   app.use(errorHandler(deps.logger));
   return app;
+}
+
+/** A logger whose records carry the request's ids; made only when a handler logs. */
+function requestLogger(logger: Logger, req: Request): Logger {
+  return logger.child({ request_id: req.ctx.requestId, trace_id: req.ctx.traceId });
 }
 
 function configRoutesOn(deps: Pick<AppDeps, 'production' | 'debugToken'>): boolean {
@@ -319,27 +342,26 @@ function methodNotAllowed(methods: Method[]): RequestHandler {
 }
 
 /** Times each request into the API metrics (templated route, never the raw URL) and a debug record. */
-function observe(deps: AppDeps): RequestHandler {
-  return (req, res, next) => {
-    res.once('finish', () => {
-      const seconds = Number(process.hrtime.bigint() - req.ctx.startedAt) / 1e9;
-      const endpoint = req.route ? String((req.route as { path: unknown }).path) : 'unmatched';
-      deps.metrics.observeRequest(endpoint, req.method, res.statusCode, seconds);
-      deps.onResponse?.(res.statusCode);
-      const fields = {
-        request_id: req.ctx.requestId,
-        trace_id: req.ctx.traceId,
-        data: {
-          method: req.method,
-          endpoint,
-          status: res.statusCode,
-          duration_ms: Math.round(seconds * 1e4) / 10,
-        },
-      };
-      if (res.statusCode >= 500) deps.logger.error(fields, 'request failed');
-      else deps.logger.debug(fields, 'request');
-    });
-    next();
+function observer(deps: AppDeps): (req: Request, res: Response) => void {
+  return (req, res) => {
+    const seconds = (performance.now() - req.ctx.startedAt) / 1000;
+    const endpoint = req.route ? String((req.route as { path: unknown }).path) : 'unmatched';
+    deps.metrics.observeRequest(endpoint, req.method, res.statusCode, seconds);
+    deps.onResponse?.(res.statusCode);
+    const failed = res.statusCode >= 500;
+    if (!failed && !deps.logger.isLevelEnabled('debug')) return;
+    const fields = {
+      request_id: req.ctx.requestId,
+      trace_id: req.ctx.traceId,
+      data: {
+        method: req.method,
+        endpoint,
+        status: res.statusCode,
+        duration_ms: Math.round(seconds * 1e4) / 10,
+      },
+    };
+    if (failed) deps.logger.error(fields, 'request failed');
+    else deps.logger.debug(fields, 'request');
   };
 }
 

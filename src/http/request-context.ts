@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
-import { logContext } from '../logging/context.js';
 import { parseTraceparent } from '../tracing/traceparent.js';
 
 export interface RequestContext {
@@ -8,7 +7,8 @@ export interface RequestContext {
   traceId: string;
   /** The caller's x-request-id was present but malformed; the guard answers 400. */
   invalidRequestId?: string;
-  startedAt: bigint;
+  /** `performance.now()` when the request arrived. */
+  startedAt: number;
 }
 
 declare module 'express-serve-static-core' {
@@ -29,13 +29,16 @@ export function isValidRequestId(id: string, format: 'uuid' | 'token'): boolean 
 
 /**
  * Gives every request its ids before anything else runs: the caller's `x-request-id` when valid (a new
- * UUID otherwise), and the `traceparent` trace id when valid (a new one otherwise). Both go on every
- * log record written while the request is handled, and the request id is echoed back.
+ * UUID otherwise), and the `traceparent` trace id when valid (a new one otherwise); the request id is
+ * echoed back. Handlers log through a child logger bound to both ids rather than through an
+ * AsyncLocalStorage context: on Node 20 enabling one costs about 25 µs per request, a third of a
+ * status request. `onFinish` runs once the response is sent.
  */
-export function requestContext(format: 'uuid' | 'token') {
+export function requestContext(format: 'uuid' | 'token', onFinish?: (req: Request, res: Response) => void) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const given = req.headers['x-request-id'];
-    let requestId: string = randomUUID();
+    const generated = randomUUID();
+    let requestId: string = generated;
     let invalid: string | undefined;
     if (given !== undefined) {
       const value = Array.isArray(given) ? given.join(', ') : given;
@@ -45,10 +48,18 @@ export function requestContext(format: 'uuid' | 'token') {
     const tp = parseTraceparent(
       typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined,
     );
-    const traceId = tp?.traceId ?? randomUUID().replace(/-/g, '');
-    req.ctx = { requestId, traceId, invalidRequestId: invalid, startedAt: process.hrtime.bigint() };
+    // Without a caller's trace, the generated UUID's random bits serve as the new trace id.
+    const traceId =
+      tp?.traceId ??
+      generated.slice(0, 8) +
+        generated.slice(9, 13) +
+        generated.slice(14, 18) +
+        generated.slice(19, 23) +
+        generated.slice(24);
+    req.ctx = { requestId, traceId, invalidRequestId: invalid, startedAt: performance.now() };
     res.setHeader('x-request-id', requestId);
     res.setHeader('x-trace-id', traceId);
-    logContext.run({ request_id: requestId, trace_id: traceId }, next);
+    if (onFinish) res.once('finish', () => onFinish(req, res));
+    next();
   };
 }

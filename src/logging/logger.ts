@@ -1,7 +1,6 @@
 import pino from 'pino';
 import type { Logger } from 'pino';
 import type { LogLevel } from '../config.js';
-import { logContext } from './context.js';
 import type { LogRing } from './log-ring.js';
 
 export type { Logger };
@@ -22,7 +21,7 @@ export interface LoggerOptions {
 
 /**
  * One JSON record per line with the fields DESIGN.md names (`timestamp`, `level`, `message`, `service`,
- * `environment`, `pod_id`, correlation ids from the async context, `data`), written to `out` and to the
+ * `environment`, `pod_id`, correlation ids bound by child loggers, `data`), written to `out` and to the
  * ring buffer, so `/debug/logs` shows exactly what stdout got.
  */
 export function createLogger(opts: LoggerOptions): Logger {
@@ -40,7 +39,6 @@ export function createLogger(opts: LoggerOptions): Logger {
       base: { service: opts.service, environment: opts.environment, pod_id: opts.podId },
       timestamp: () => `,"timestamp":"${new Date().toISOString()}"`,
       formatters: { level: (label) => ({ level: label }) },
-      mixin: () => logContext.getStore() ?? {},
       serializers: { error: pino.stdSerializers.err },
     },
     tee,

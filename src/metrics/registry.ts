@@ -31,6 +31,10 @@ export interface MetricsDeps {
 }
 
 const MIB = 1024 * 1024;
+/** The templated route of the exposition itself. */
+const METRICS_ENDPOINT = '/metrics';
+/** The longest a rendered exposition is served again while nothing it shows has changed. */
+export const RENDER_MAX_AGE_MS = 1000;
 const GPU_LABELS = ['gpu', 'uuid'] as const;
 
 /**
@@ -44,10 +48,15 @@ export class AgentMetrics {
   private readonly apiRequests: Counter<'endpoint' | 'method' | 'status'>;
   private readonly apiDuration: Histogram<'endpoint' | 'method'>;
   private readonly nodeTypes = new Set<string>();
+  private dirty = true;
+  private cached: { body: Buffer; at: number } | undefined;
+  private rendering: Promise<Buffer> | undefined;
 
   constructor(private readonly deps: MetricsDeps) {
     const r = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
+    // The event-loop monitor wakes the process at this precision; the default 10 ms costs ~0.7 % of a
+    // core on an idle pod, 100 ms costs almost nothing and still shows lag that matters.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });
     // prom-client exports these sums as gauges named *_total, which promtool's lint rejects; the
     // per-type series without the suffix carry the same numbers.
     for (const name of [
@@ -88,6 +97,42 @@ export class AgentMetrics {
   observeRequest(endpoint: string, method: string, status: number, seconds: number): void {
     this.apiRequests.inc({ endpoint, method, status: String(status) });
     this.apiDuration.observe({ endpoint, method }, seconds);
+    // A scrape counting itself must not force the next scrape to render again.
+    if (endpoint !== METRICS_ENDPOINT) this.invalidate();
+  }
+
+  /** Something the exposition shows has changed; the next scrape renders it again. */
+  invalidate(): void {
+    this.dirty = true;
+  }
+
+  /**
+   * The text exposition, as bytes. Rendering costs far more than sending, so the text is kept and served again
+   * until something it shows changes (a GPU sample, a job or node event, a request to another route),
+   * or for at most RENDER_MAX_AGE_MS so process and time-based gauges stay fresh. Concurrent scrapes
+   * share one render.
+   */
+  render(): Promise<Buffer> {
+    const now = this.deps.now();
+    if (this.cached && !this.dirty && now - this.cached.at < RENDER_MAX_AGE_MS)
+      return Promise.resolve(this.cached.body);
+    if (this.rendering) return this.rendering;
+    this.dirty = false;
+    // Kept as bytes: converting 30 kB of text per response would cost more than the rest of it.
+    const rendering = this.registry.metrics().then((text) => {
+      const body = Buffer.from(text);
+      this.cached = { body, at: now };
+      return body;
+    });
+    this.rendering = rendering;
+    void rendering.then(
+      () => (this.rendering = undefined),
+      () => {
+        this.rendering = undefined;
+        this.dirty = true;
+      },
+    );
+    return rendering;
   }
 
   close(): void {
@@ -348,6 +393,8 @@ export class AgentMetrics {
     });
 
     this.unsubscribe.push(
+      jobs.subscribe(() => this.invalidate()),
+      workflows.subscribe(() => this.invalidate()),
       jobs.subscribe((e) => {
         if (
           (e.type === 'created' && e.job.state === 'active') ||
@@ -470,6 +517,7 @@ export class AgentMetrics {
     samples.inc({ backend }, 0);
     this.unsubscribe.push(
       gpu.subscribe((e) => {
+        this.invalidate();
         if (e.type === 'up') return;
         samples.inc({ backend });
         sampleDuration.observe({ backend }, e.durationMs / 1000);

@@ -1,4 +1,4 @@
-import type { GpuStore } from '../../gpu/index.js';
+import type { GpuSample, GpuStore } from '../../gpu/index.js';
 import type { JobRecord, JobStore } from '../jobs/job-store.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { WorkflowStore } from '../workflow/workflow-store.js';
@@ -106,7 +106,7 @@ export function buildStatus(d: StatusDeps, now: number) {
   const g = d.gpu.status(now);
   const sample = d.gpu.latest();
   const current = d.jobs.currentJob();
-  const gpus = sample?.devices.map(gpuSummary) ?? [];
+  const gpus = sample ? summariesOf(sample).list : [];
   const first = gpus[0];
   const status =
     r.status === 'draining'
@@ -122,7 +122,7 @@ export function buildStatus(d: StatusDeps, now: number) {
     pod_id: d.podId,
     status,
     uptime_s: Math.floor((now - d.startedAt) / 1000),
-    started_at: iso(d.startedAt),
+    started_at: startedAtIso(d.startedAt),
     version: d.version,
     gpu: first
       ? {
@@ -155,4 +155,36 @@ export function workloadView(w: WorkloadStatus) {
     started_at: iso(w.startedAt),
     exited_at: iso(w.exitedAt),
   };
+}
+
+type GpuSummary = ReturnType<typeof gpuSummary>;
+const summaries = new WeakMap<GpuSample, { list: GpuSummary[]; json: string }>();
+
+/** Per-GPU summaries of a sample, built and serialized once per sample rather than per request. */
+function summariesOf(sample: GpuSample): { list: GpuSummary[]; json: string } {
+  let s = summaries.get(sample);
+  if (!s) {
+    const list = sample.devices.map(gpuSummary);
+    s = { list, json: JSON.stringify(list) };
+    summaries.set(sample, s);
+  }
+  return s;
+}
+
+/**
+ * `GET /debug/status` as JSON text. The per-GPU array, most of the body, changes only with a new
+ * sample, so its serialized form is reused; the rest is encoded per request.
+ */
+export function statusJson(d: StatusDeps, now: number): string {
+  const { gpus, ...rest } = buildStatus(d, now);
+  const sample = d.gpu.latest();
+  const gpusJson = sample ? summariesOf(sample).json : JSON.stringify(gpus);
+  return `${JSON.stringify(rest).slice(0, -1)},"gpus":${gpusJson}}`;
+}
+
+let startedAtCache: { ms: number; iso: string } | undefined;
+/** The agent's start time never changes; format it once. */
+function startedAtIso(ms: number): string {
+  if (startedAtCache?.ms !== ms) startedAtCache = { ms, iso: new Date(ms).toISOString() };
+  return startedAtCache.iso;
 }

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { LogRing } from '../../src/logging/log-ring.js';
 import { createLogger } from '../../src/logging/logger.js';
-import { withLogContext } from '../../src/logging/context.js';
 
 describe('logs', function () {
   it('keeps the newest records up to capacity and counts the dropped ones', function () {
@@ -63,9 +62,7 @@ describe('logs', function () {
       ring,
       out: { write: (l: string) => lines.push(l) },
     });
-    withLogContext({ request_id: 'r1', trace_id: 't1' }, () =>
-      logger.info({ job_id: 'j1', data: { a: 1 } }, 'hello'),
-    );
+    logger.child({ request_id: 'r1', trace_id: 't1' }).info({ job_id: 'j1', data: { a: 1 } }, 'hello');
     logger.debug('not at info');
     assert.equal(lines.length, 1);
     const rec = JSON.parse(lines[0]!) as Record<string, unknown>;
