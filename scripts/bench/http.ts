@@ -3,15 +3,15 @@
  * that returns a constant body of the same size, measured in the same run with autocannon. The agent
  * runs with 8 mock GPUs polled every second, as in a busy pod.
  *
- *   npm run bench:http                    (BENCH_SECONDS=5 BENCH_ROUNDS=8 BENCH_CONNECTIONS=20 by default;
+ *   npm run bench:http                    (BENCH_SECONDS=1 BENCH_ROUNDS=30 BENCH_CONNECTIONS=20 by default;
  *                                          BENCH_ROUTES=/metrics measures one route)
  */
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { ROOT, cpuSeconds, median, pinCpus, startAgent, startScript } from './common.js';
 
-const seconds = Number(process.env.BENCH_SECONDS ?? 5);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 8);
+const seconds = Number(process.env.BENCH_SECONDS ?? 1);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 30);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 20);
 
 interface Run {

@@ -58,7 +58,6 @@ export function requestContext(format: 'uuid' | 'token', onFinish?: (req: Reques
         generated.slice(24);
     req.ctx = { requestId, traceId, invalidRequestId: invalid, startedAt: performance.now() };
     res.setHeader('x-request-id', requestId);
-    res.setHeader('x-trace-id', traceId);
     if (onFinish) res.once('finish', () => onFinish(req, res));
     next();
   };
