@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { tempDir } from '../helpers/agent.js';
 import pino from 'pino';
 import { ArtifactStore } from '../../src/artifacts/artifact-store.js';
 import { JobStore } from '../../src/jobs/job-store.js';
@@ -11,7 +9,7 @@ import { ProgressApplier } from '../../src/workload/progress-applier.js';
 function setup() {
   const jobs = new JobStore(10);
   const workflows = new WorkflowStore(10);
-  const artifacts = new ArtifactStore(mkdtempSync(path.join(os.tmpdir(), 'gpa-applier-')), 10);
+  const artifacts = new ArtifactStore(tempDir('gpa-applier-'), 10);
   let n = 0;
   const applier = new ProgressApplier({
     jobs,

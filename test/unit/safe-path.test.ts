@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
+import { tempDir } from '../helpers/agent.js';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   UnsafePathError,
@@ -24,7 +24,7 @@ describe('artifact paths', function () {
   let root: string;
   let outside: string;
   before(function () {
-    const base = mkdtempSync(path.join(os.tmpdir(), 'gpa-safe-'));
+    const base = tempDir('gpa-safe-');
     root = path.join(base, 'root');
     outside = path.join(base, 'outside');
     mkdirSync(path.join(root, 'job'), { recursive: true });
