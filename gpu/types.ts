@@ -31,9 +31,27 @@ export interface GpuProcess {
 export interface MigInstance {
   gpuInstanceId: number;
   computeInstanceId?: number;
+  /** Profile name such as `3g.40gb`, when the source gives it. */
   profile?: string;
   uuid?: string;
-  memory?: { totalBytes: number; usedBytes: number };
+  /** Index of the MIG device within its parent GPU, as nvidia-smi numbers them. */
+  index?: number;
+  smCount?: number;
+  memory?: { totalBytes: number; usedBytes: number; freeBytes?: number };
+}
+
+/**
+ * DCGM profiling metrics, as ratios 0–1. Under MIG these are the only utilization figures that mean
+ * anything per instance.
+ */
+export interface GpuProfiling {
+  grEngineActiveRatio?: number;
+  smActiveRatio?: number;
+  smOccupancyRatio?: number;
+  tensorActiveRatio?: number;
+  dramActiveRatio?: number;
+  pcieTxBytesPerSecond?: number;
+  pcieRxBytesPerSecond?: number;
 }
 
 export interface XidRecord {
@@ -61,6 +79,25 @@ export interface GpuDevice {
   xidErrors?: { total: number; byXid: Record<string, number>; last?: XidRecord };
   mig?: { enabled: boolean; instances: MigInstance[] };
   processes: GpuProcess[];
+  serial?: string;
+  vbiosVersion?: string;
+  /** `P0`–`P12`. */
+  performanceState?: string;
+  fanPercent?: number;
+  memoryTemperatureC?: number;
+  encoderPercent?: number;
+  decoderPercent?: number;
+  maxSmClockMHz?: number;
+  maxMemClockMHz?: number;
+  /** Energy since the driver loaded, in joules. */
+  energyJoules?: number;
+  pcie?: {
+    linkGeneration?: number;
+    linkWidth?: number;
+    txBytesPerSecond?: number;
+    rxBytesPerSecond?: number;
+  };
+  profiling?: GpuProfiling;
 }
 
 export interface GpuSample {
@@ -69,6 +106,11 @@ export interface GpuSample {
   driverVersion?: string;
   cudaVersion?: string;
   devices: GpuDevice[];
+  /**
+   * The source's own full report when it has one (nvidia-smi `-q -x` as parsed JSON), for views that
+   * show everything the driver said. Not used for figures.
+   */
+  detail?: { format: string; data: unknown };
 }
 
 /** One source of GPU readings. The poller around it owns timing, timeouts, backoff and up/down state. */

@@ -41,7 +41,7 @@ export interface AgentConfig {
   artifactsDir: string;
   jobHistorySize: number;
   requestIdFormat: 'uuid' | 'token';
-  metricsDcgmCompat: boolean;
+  gpuMetricsDcgmCompat: boolean;
   hostRefreshIntervalMs: number;
   /** The workload command given after `--`; empty in sidecar mode. */
   workload: string[];
@@ -214,8 +214,8 @@ export const SETTINGS: readonly Setting[] = [
       '`uuid`: an `x-request-id` must be a UUID (hyphenated or 32 hex digits); `token`: any 1–128 visible ASCII characters.',
   },
   {
-    env: 'METRICS_DCGM_COMPAT',
-    flag: 'metrics-dcgm-compat',
+    env: 'GPU_METRICS_DCGM_COMPAT',
+    flag: 'gpu-metrics-dcgm-compat',
     defaultText: 'false',
     unit: 'boolean',
     boolean: true,
@@ -385,7 +385,7 @@ export function loadConfig(
   );
   const jobHistorySize = get('JOB_HISTORY_SIZE', intIn(1, 100_000), '100');
   const requestIdFormat = get('REQUEST_ID_FORMAT', oneOf(['uuid', 'token'] as const), 'uuid');
-  const metricsDcgmCompat = get('METRICS_DCGM_COMPAT', bool, 'false');
+  const gpuMetricsDcgmCompat = get('GPU_METRICS_DCGM_COMPAT', bool, 'false');
   const hostRefreshIntervalMs = get('HOST_REFRESH_INTERVAL_MS', intIn(100, 3_600_000), '5000');
 
   if (mockGpu && gpuBackend !== undefined && gpuBackend !== 'auto' && gpuBackend !== 'mock') {
@@ -428,7 +428,7 @@ export function loadConfig(
       artifactsDir: artifactsDir as string,
       jobHistorySize: jobHistorySize as number,
       requestIdFormat: requestIdFormat as 'uuid' | 'token',
-      metricsDcgmCompat: metricsDcgmCompat as boolean,
+      gpuMetricsDcgmCompat: gpuMetricsDcgmCompat as boolean,
       hostRefreshIntervalMs: hostRefreshIntervalMs as number,
       workload,
     },

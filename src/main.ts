@@ -164,7 +164,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     queues: [WORKLOAD_QUEUE],
     ready: () => readiness(statusDeps, now()).status === 'ok',
     workloadRunning: () => (config.workload.length ? workload.status().state === 'running' : undefined),
-    dcgmCompat: config.metricsDcgmCompat,
+    dcgmCompat: config.gpuMetricsDcgmCompat,
     now,
   });
   lifecycle.subscribe(() => metrics.invalidate());

@@ -50,7 +50,7 @@ export const AGENT_METRICS = {
   logRecordsDroppedTotal: 'agent_log_records_dropped_total',
 } as const;
 
-/** dcgm-exporter's names and labels, exported only with METRICS_DCGM_COMPAT. */
+/** dcgm-exporter's names and labels, exported only with GPU_METRICS_DCGM_COMPAT. */
 export const DCGM_METRICS = {
   gpuUtil: 'DCGM_FI_DEV_GPU_UTIL',
   memCopyUtil: 'DCGM_FI_DEV_MEM_COPY_UTIL',

@@ -135,9 +135,9 @@ describe('GET /metrics', function () {
     });
   });
 
-  describe('with METRICS_DCGM_COMPAT=1', function () {
+  describe('with GPU_METRICS_DCGM_COMPAT=1', function () {
     it("also exports dcgm-exporter's names and labels", async function () {
-      const agent = await startAgentProcess({ env: { METRICS_DCGM_COMPAT: '1', MOCK_GPU_COUNT: '2' } });
+      const agent = await startAgentProcess({ env: { GPU_METRICS_DCGM_COMPAT: '1', MOCK_GPU_COUNT: '2' } });
       try {
         await eventually(async () => ((await http(`${agent.url}/ready`)).status === 200 ? true : undefined));
         const s = parseExposition((await scrape(agent)).text);
