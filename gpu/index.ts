@@ -6,3 +6,4 @@ export * from './poller.js';
 export * from './prng.js';
 export * from './backends/mock.js';
 export * from './backends/mock-models.js';
+export * from './clock-reasons.js';
