@@ -38,6 +38,8 @@ export interface MigInstance {
   index?: number;
   smCount?: number;
   memory?: { totalBytes: number; usedBytes: number; freeBytes?: number };
+  /** Per-instance activity, from DCGM profiling fields. */
+  profiling?: GpuProfiling;
 }
 
 /**

@@ -42,6 +42,7 @@ export interface AgentConfig {
   jobHistorySize: number;
   requestIdFormat: 'uuid' | 'token';
   gpuMetricsDcgmCompat: boolean;
+  gpuMetricsMaxProcesses: number;
   hostRefreshIntervalMs: number;
   /** The workload command given after `--`; empty in sidecar mode. */
   workload: string[];
@@ -223,6 +224,14 @@ export const SETTINGS: readonly Setting[] = [
       "Also export dcgm-exporter names (`DCGM_FI_DEV_*`) so NVIDIA's Grafana dashboard works unchanged.",
   },
   {
+    env: 'GPU_METRICS_MAX_PROCESSES',
+    flag: 'gpu-metrics-max-processes',
+    defaultText: '10',
+    unit: 'processes per GPU',
+    description:
+      'How many processes per GPU get a `gpu_process_memory_used_bytes` series (the largest by memory); 0 turns the family off.',
+  },
+  {
     env: 'HOST_REFRESH_INTERVAL_MS',
     flag: 'host-refresh-interval-ms',
     defaultText: '5000',
@@ -386,6 +395,7 @@ export function loadConfig(
   const jobHistorySize = get('JOB_HISTORY_SIZE', intIn(1, 100_000), '100');
   const requestIdFormat = get('REQUEST_ID_FORMAT', oneOf(['uuid', 'token'] as const), 'uuid');
   const gpuMetricsDcgmCompat = get('GPU_METRICS_DCGM_COMPAT', bool, 'false');
+  const gpuMetricsMaxProcesses = get('GPU_METRICS_MAX_PROCESSES', intIn(0, 1000), '10');
   const hostRefreshIntervalMs = get('HOST_REFRESH_INTERVAL_MS', intIn(100, 3_600_000), '5000');
 
   if (mockGpu && gpuBackend !== undefined && gpuBackend !== 'auto' && gpuBackend !== 'mock') {
@@ -429,6 +439,7 @@ export function loadConfig(
       jobHistorySize: jobHistorySize as number,
       requestIdFormat: requestIdFormat as 'uuid' | 'token',
       gpuMetricsDcgmCompat: gpuMetricsDcgmCompat as boolean,
+      gpuMetricsMaxProcesses: gpuMetricsMaxProcesses as number,
       hostRefreshIntervalMs: hostRefreshIntervalMs as number,
       workload,
     },

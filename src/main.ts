@@ -165,6 +165,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     ready: () => readiness(statusDeps, now()).status === 'ok',
     workloadRunning: () => (config.workload.length ? workload.status().state === 'running' : undefined),
     dcgmCompat: config.gpuMetricsDcgmCompat,
+    maxProcessSeries: config.gpuMetricsMaxProcesses,
     now,
   });
   lifecycle.subscribe(() => metrics.invalidate());

@@ -46,6 +46,8 @@ interface DeviceState {
   usedMiB: number;
   tempC: number;
   powerW: number;
+  energyJ: number;
+  lastAt?: number;
 }
 
 interface LoadProfile {
@@ -100,6 +102,7 @@ export class MockBackend implements GpuBackend {
       usedMiB: idleMiB,
       tempC: this.model.idleTempC,
       powerW: this.model.idlePowerW,
+      energyJ: 0,
     }));
     const idRandom = createRandom(seed ^ 0x9e3779b9);
     this.uuids = Array.from({ length: options.count }, () => mockUuid(idRandom));
@@ -176,6 +179,10 @@ export class MockBackend implements GpuBackend {
       1,
       m.powerLimitW,
     );
+    const at = this.clock.now();
+    // Energy integrates power over the time between samples, as the driver's counter does.
+    if (s.lastAt !== undefined) s.energyJ += (s.powerW * Math.max(0, at - s.lastAt)) / 1000;
+    s.lastAt = at;
     const targetTemp =
       m.idleTempC + (m.maxTempC - m.idleTempC) * ((s.powerW - m.idlePowerW) / (m.powerLimitW - m.idlePowerW));
     s.tempC = s.tempC + (targetTemp - s.tempC) * 0.15;
@@ -224,6 +231,12 @@ export class MockBackend implements GpuBackend {
       xidErrors: { total: 0, byXid: {} },
       mig: { enabled: false, instances: [] },
       processes,
+      performanceState: busy ? 'P0' : 'P8',
+      maxSmClockMHz: m.maxSmClockMHz,
+      maxMemClockMHz: m.memClockMHz,
+      encoderPercent: na ? undefined : 0,
+      decoderPercent: na ? undefined : 0,
+      energyJoules: na ? undefined : Math.round(s.energyJ * 1000) / 1000,
     };
   }
 }

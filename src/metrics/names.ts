@@ -6,21 +6,39 @@ export const GPU_METRICS = {
   info: 'gpu_info',
   utilizationRatio: 'gpu_utilization_ratio',
   memoryUtilizationRatio: 'gpu_memory_utilization_ratio',
+  encoderUtilizationRatio: 'gpu_encoder_utilization_ratio',
+  decoderUtilizationRatio: 'gpu_decoder_utilization_ratio',
   memoryUsedBytes: 'gpu_memory_used_bytes',
   memoryTotalBytes: 'gpu_memory_total_bytes',
   memoryFreeBytes: 'gpu_memory_free_bytes',
   memoryReservedBytes: 'gpu_memory_reserved_bytes',
   temperatureCelsius: 'gpu_temperature_celsius',
+  memoryTemperatureCelsius: 'gpu_memory_temperature_celsius',
   powerUsageWatts: 'gpu_power_usage_watts',
   powerLimitWatts: 'gpu_power_limit_watts',
+  energyJoulesTotal: 'gpu_energy_joules_total',
   smClockHertz: 'gpu_sm_clock_hertz',
   memoryClockHertz: 'gpu_memory_clock_hertz',
+  smClockMaxHertz: 'gpu_sm_clock_max_hertz',
+  memoryClockMaxHertz: 'gpu_memory_clock_max_hertz',
+  fanSpeedRatio: 'gpu_fan_speed_ratio',
+  performanceState: 'gpu_performance_state',
   clocksEventReasonActive: 'gpu_clocks_event_reason_active',
   eccErrorsTotal: 'gpu_ecc_errors_total',
   xidErrorsTotal: 'gpu_xid_errors_total',
   xidLastTimestampSeconds: 'gpu_xid_last_timestamp_seconds',
   processes: 'gpu_processes',
+  processMemoryUsedBytes: 'gpu_process_memory_used_bytes',
+  graphicsEngineActiveRatio: 'gpu_graphics_engine_active_ratio',
+  smActiveRatio: 'gpu_sm_active_ratio',
+  smOccupancyRatio: 'gpu_sm_occupancy_ratio',
+  tensorActiveRatio: 'gpu_tensor_active_ratio',
+  dramActiveRatio: 'gpu_dram_active_ratio',
   migEnabled: 'gpu_mig_enabled',
+  migInstanceInfo: 'gpu_mig_instance_info',
+  migMemoryUsedBytes: 'gpu_mig_memory_used_bytes',
+  migMemoryTotalBytes: 'gpu_mig_memory_total_bytes',
+  migGraphicsEngineActiveRatio: 'gpu_mig_graphics_engine_active_ratio',
 } as const;
 
 export const JOB_METRICS = {
@@ -44,7 +62,7 @@ export const AGENT_METRICS = {
   gpuSampleDurationSeconds: 'agent_gpu_sample_duration_seconds',
   gpuSamplesTotal: 'agent_gpu_samples_total',
   gpuSampleFailuresTotal: 'agent_gpu_sample_failures_total',
-  gpuLastSuccessTimestampSeconds: 'agent_gpu_last_success_timestamp_seconds',
+  gpuLastSampleTimestampSeconds: 'agent_gpu_last_sample_timestamp_seconds',
   gpuSampleAgeSeconds: 'agent_gpu_sample_age_seconds',
   workloadRunning: 'agent_workload_running',
   logRecordsDroppedTotal: 'agent_log_records_dropped_total',
@@ -54,14 +72,22 @@ export const AGENT_METRICS = {
 export const DCGM_METRICS = {
   gpuUtil: 'DCGM_FI_DEV_GPU_UTIL',
   memCopyUtil: 'DCGM_FI_DEV_MEM_COPY_UTIL',
+  encUtil: 'DCGM_FI_DEV_ENC_UTIL',
+  decUtil: 'DCGM_FI_DEV_DEC_UTIL',
   fbUsed: 'DCGM_FI_DEV_FB_USED',
   fbFree: 'DCGM_FI_DEV_FB_FREE',
   fbReserved: 'DCGM_FI_DEV_FB_RESERVED',
   gpuTemp: 'DCGM_FI_DEV_GPU_TEMP',
+  memoryTemp: 'DCGM_FI_DEV_MEMORY_TEMP',
   powerUsage: 'DCGM_FI_DEV_POWER_USAGE',
   smClock: 'DCGM_FI_DEV_SM_CLOCK',
   memClock: 'DCGM_FI_DEV_MEM_CLOCK',
   xidErrors: 'DCGM_FI_DEV_XID_ERRORS',
+  grEngineActive: 'DCGM_FI_PROF_GR_ENGINE_ACTIVE',
+  smActive: 'DCGM_FI_PROF_SM_ACTIVE',
+  smOccupancy: 'DCGM_FI_PROF_SM_OCCUPANCY',
+  tensorActive: 'DCGM_FI_PROF_PIPE_TENSOR_ACTIVE',
+  dramActive: 'DCGM_FI_PROF_DRAM_ACTIVE',
 } as const;
 
 export const DCGM_LABELS = [
@@ -73,6 +99,11 @@ export const DCGM_LABELS = [
   'Hostname',
   'DCGM_FI_DRIVER_VERSION',
 ] as const;
+/** Extra labels dcgm-exporter puts on the series of a MIG instance. */
+export const DCGM_MIG_LABELS = ['GPU_I_PROFILE', 'GPU_I_ID'] as const;
+
+/** Processes per GPU in gpu_process_memory_used_bytes (the largest by memory); the rest are left out. */
+export const DEFAULT_MAX_PROCESS_SERIES = 10;
 
 /** Distinct `node_type` label values kept before further ones are counted as `other`. */
 export const MAX_NODE_TYPES = 200;

@@ -1,15 +1,14 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { GpuDevice, GpuSample, GpuStore } from '../../gpu/index.js';
+import type { GpuStore } from '../../gpu/index.js';
 import type { JobStore } from '../jobs/job-store.js';
 import { FINISHED_STATES } from '../jobs/job-store.js';
 import type { LogRing } from '../logging/log-ring.js';
 import type { WorkflowStore } from '../workflow/workflow-store.js';
+import { defineDcgmCompatMetrics, defineGpuMetrics } from './gpu-metrics.js';
 import {
   AGENT_METRICS,
   API_METRICS,
-  DCGM_LABELS,
-  DCGM_METRICS,
-  GPU_METRICS,
+  DEFAULT_MAX_PROCESS_SERIES,
   JOB_METRICS,
   MAX_NODE_TYPES,
 } from './names.js';
@@ -27,15 +26,15 @@ export interface MetricsDeps {
   /** Undefined when no workload is supervised. */
   workloadRunning: () => boolean | undefined;
   dcgmCompat: boolean;
+  /** @defaultValue DEFAULT_MAX_PROCESS_SERIES */
+  maxProcessSeries?: number;
   now: () => number;
 }
 
-const MIB = 1024 * 1024;
 /** The templated route of the exposition itself. */
 const METRICS_ENDPOINT = '/metrics';
 /** The longest a rendered exposition is served again while nothing it shows has changed. */
 export const RENDER_MAX_AGE_MS = 1000;
-const GPU_LABELS = ['gpu', 'uuid'] as const;
 
 /**
  * The agent's Prometheus registry. Gauges read the stores in `collect()` and nothing else, so a scrape
@@ -74,8 +73,13 @@ export class AgentMetrics {
       registers: r,
     }).set({ version: deps.version, node_version: process.version }, 1);
 
-    this.defineGpuMetrics();
-    if (deps.dcgmCompat) this.defineDcgmMetrics();
+    defineGpuMetrics({
+      registry: this.registry,
+      gpu: deps.gpu,
+      now: deps.now,
+      maxProcessSeries: deps.maxProcessSeries ?? DEFAULT_MAX_PROCESS_SERIES,
+    });
+    if (deps.dcgmCompat) defineDcgmCompatMetrics(this.registry, deps.gpu, deps.hostname, deps.now);
     this.defineJobMetrics();
     this.defineAgentMetrics();
 
@@ -138,206 +142,6 @@ export class AgentMetrics {
   close(): void {
     for (const u of this.unsubscribe) u();
     this.unsubscribe.length = 0;
-  }
-
-  /** Defines a gauge whose value is read per GPU from the newest sample at scrape time. */
-  private perGpuGauge(
-    name: string,
-    help: string,
-    read: (d: GpuDevice) => number | undefined,
-    extraLabels: string[] = [],
-    readMany?: (d: GpuDevice) => { labels: Record<string, string>; value: number }[],
-  ): void {
-    const gpu = this.deps.gpu;
-    new Gauge({
-      name,
-      help,
-      labelNames: [...GPU_LABELS, ...extraLabels],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const d of gpu.latest()?.devices ?? []) {
-          const base = { gpu: String(d.index), uuid: d.uuid };
-          if (readMany) {
-            for (const m of readMany(d)) this.set({ ...base, ...m.labels }, m.value);
-            continue;
-          }
-          const v = read(d);
-          // Unsupported readings have no series at all: absent, never 0.
-          if (v !== undefined && Number.isFinite(v)) this.set(base, v);
-        }
-      },
-    });
-  }
-
-  private defineGpuMetrics(): void {
-    const { gpu } = this.deps;
-    const r = [this.registry];
-    new Gauge({
-      name: GPU_METRICS.info,
-      help: 'Identity of each GPU; always 1.',
-      labelNames: ['gpu', 'uuid', 'name', 'driver_version', 'pci_bus_id'],
-      registers: r,
-      collect() {
-        this.reset();
-        const s = gpu.latest();
-        for (const d of s?.devices ?? []) {
-          this.set(
-            {
-              gpu: String(d.index),
-              uuid: d.uuid,
-              name: d.name,
-              driver_version: s?.driverVersion ?? '',
-              pci_bus_id: d.pciBusId ?? '',
-            },
-            1,
-          );
-        }
-      },
-    });
-    const pct = (v: number | undefined): number | undefined => (v === undefined ? undefined : v / 100);
-    const mhz = (v: number | undefined): number | undefined => (v === undefined ? undefined : v * 1e6);
-    this.perGpuGauge(GPU_METRICS.utilizationRatio, 'Share of time a kernel ran on the GPU (0–1).', (d) =>
-      pct(d.utilization.gpuPercent),
-    );
-    this.perGpuGauge(
-      GPU_METRICS.memoryUtilizationRatio,
-      'Share of time device memory was read or written (0–1).',
-      (d) => pct(d.utilization.memoryPercent),
-    );
-    this.perGpuGauge(
-      GPU_METRICS.memoryUsedBytes,
-      'Device memory in use by processes, reserved memory excluded.',
-      (d) => d.memory.usedBytes,
-    );
-    this.perGpuGauge(GPU_METRICS.memoryTotalBytes, 'Total device memory.', (d) => d.memory.totalBytes);
-    this.perGpuGauge(
-      GPU_METRICS.memoryFreeBytes,
-      'Device memory free for allocation.',
-      (d) => d.memory.freeBytes,
-    );
-    this.perGpuGauge(
-      GPU_METRICS.memoryReservedBytes,
-      'Device memory the driver reserves for itself.',
-      (d) => d.memory.reservedBytes,
-    );
-    this.perGpuGauge(GPU_METRICS.temperatureCelsius, 'GPU core temperature.', (d) => d.temperatureC);
-    this.perGpuGauge(GPU_METRICS.powerUsageWatts, 'Power draw of the board.', (d) => d.powerW);
-    this.perGpuGauge(GPU_METRICS.powerLimitWatts, 'Enforced power limit.', (d) => d.powerLimitW);
-    this.perGpuGauge(GPU_METRICS.smClockHertz, 'Current SM clock.', (d) => mhz(d.smClockMHz));
-    this.perGpuGauge(GPU_METRICS.memoryClockHertz, 'Current memory clock.', (d) => mhz(d.memClockMHz));
-    this.perGpuGauge(
-      GPU_METRICS.processes,
-      'Processes holding a context on the GPU.',
-      (d) => d.processes.length,
-    );
-    this.perGpuGauge(GPU_METRICS.migEnabled, '1 when MIG mode is on.', (d) =>
-      d.mig ? Number(d.mig.enabled) : undefined,
-    );
-    this.perGpuGauge(
-      GPU_METRICS.clocksEventReasonActive,
-      'Active clock event (throttle) reasons, one series per active reason.',
-      () => undefined,
-      ['reason'],
-      (d) => (d.throttleReasons ?? []).map((reason) => ({ labels: { reason }, value: 1 })),
-    );
-    this.perGpuGauge(
-      GPU_METRICS.xidLastTimestampSeconds,
-      'When the newest XID error on the GPU was seen (Unix seconds).',
-      (d) => (d.xidErrors?.last ? d.xidErrors.last.at / 1000 : undefined),
-    );
-
-    const cumulative = (
-      name: string,
-      help: string,
-      extra: string[],
-      read: (d: GpuDevice) => { labels: Record<string, string>; value: number }[],
-    ): void => {
-      new Counter({
-        name,
-        help,
-        labelNames: [...GPU_LABELS, ...extra],
-        registers: r,
-        collect() {
-          // The driver keeps the running totals; the counter mirrors them.
-          this.reset();
-          for (const d of gpu.latest()?.devices ?? []) {
-            for (const m of read(d)) {
-              if (Number.isFinite(m.value) && m.value >= 0) {
-                this.inc({ gpu: String(d.index), uuid: d.uuid, ...m.labels }, m.value);
-              }
-            }
-          }
-        },
-      });
-    };
-    cumulative(
-      GPU_METRICS.eccErrorsTotal,
-      'ECC errors reported by the driver (aggregate).',
-      ['type'],
-      (d) => {
-        const out: { labels: Record<string, string>; value: number }[] = [];
-        if (d.eccErrors?.corrected !== undefined)
-          out.push({ labels: { type: 'corrected' }, value: d.eccErrors.corrected });
-        if (d.eccErrors?.uncorrected !== undefined)
-          out.push({ labels: { type: 'uncorrected' }, value: d.eccErrors.uncorrected });
-        return out;
-      },
-    );
-    cumulative(
-      GPU_METRICS.xidErrorsTotal,
-      'XID errors seen since the agent started, by XID code.',
-      ['xid'],
-      (d) => Object.entries(d.xidErrors?.byXid ?? {}).map(([xid, value]) => ({ labels: { xid }, value })),
-    );
-  }
-
-  private defineDcgmMetrics(): void {
-    const { gpu, hostname } = this.deps;
-    const def = (name: string, help: string, read: (d: GpuDevice) => number | undefined): void => {
-      new Gauge({
-        name,
-        help,
-        labelNames: [...DCGM_LABELS],
-        registers: [this.registry],
-        collect() {
-          this.reset();
-          const s: GpuSample | undefined = gpu.latest();
-          for (const d of s?.devices ?? []) {
-            const v = read(d);
-            if (v === undefined || !Number.isFinite(v)) continue;
-            this.set(
-              {
-                gpu: String(d.index),
-                UUID: d.uuid,
-                pci_bus_id: d.pciBusId ?? '',
-                device: `nvidia${d.index}`,
-                modelName: d.name,
-                Hostname: hostname,
-                DCGM_FI_DRIVER_VERSION: s?.driverVersion ?? '',
-              },
-              v,
-            );
-          }
-        },
-      });
-    };
-    const mib = (b: number | undefined): number | undefined =>
-      b === undefined ? undefined : Math.round(b / MIB);
-    def(DCGM_METRICS.gpuUtil, 'GPU utilization (in %).', (d) => d.utilization.gpuPercent);
-    def(DCGM_METRICS.memCopyUtil, 'Memory utilization (in %).', (d) => d.utilization.memoryPercent);
-    def(DCGM_METRICS.fbUsed, 'Framebuffer memory used (in MiB).', (d) => mib(d.memory.usedBytes));
-    def(DCGM_METRICS.fbFree, 'Framebuffer memory free (in MiB).', (d) => mib(d.memory.freeBytes));
-    def(DCGM_METRICS.fbReserved, 'Framebuffer memory reserved (in MiB).', (d) => mib(d.memory.reservedBytes));
-    def(DCGM_METRICS.gpuTemp, 'GPU temperature (in C).', (d) => d.temperatureC);
-    def(DCGM_METRICS.powerUsage, 'Power draw (in W).', (d) => d.powerW);
-    def(DCGM_METRICS.smClock, 'SM clock frequency (in MHz).', (d) => d.smClockMHz);
-    def(DCGM_METRICS.memClock, 'Memory clock frequency (in MHz).', (d) => d.memClockMHz);
-    def(
-      DCGM_METRICS.xidErrors,
-      'Value of the last XID error encountered.',
-      (d) => d.xidErrors?.last?.xid ?? 0,
-    );
   }
 
   private defineJobMetrics(): void {
@@ -455,8 +259,8 @@ export class AgentMetrics {
       },
     });
     new Gauge({
-      name: AGENT_METRICS.gpuLastSuccessTimestampSeconds,
-      help: 'When the last good GPU sample was taken (Unix seconds).',
+      name: AGENT_METRICS.gpuLastSampleTimestampSeconds,
+      help: 'When the newest good GPU sample was taken (Unix seconds); GPU series vanish when it is stale.',
       labelNames: ['backend'],
       registers: r,
       collect() {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { ROOT, eventually, http, startAgentProcess, tempDir } from '../helpers/agent.js';
 import type { AgentProcess, LogRecord } from '../helpers/agent.js';
 import { assertError } from '../helpers/assertions.js';
+import { find, parseExposition } from '../helpers/prom.js';
 
 const WORKLOAD = path.join(ROOT, 'test/workloads/progress-workload.mjs');
 
@@ -123,6 +124,17 @@ describe('entrypoint mode: the agent supervises a workload', function () {
         status.body.gpu.utilization_percent >= 85,
         `sampler utilization ${status.body.gpu.utilization_percent}`,
       );
+    });
+
+    it('exports the workload process and its GPU memory to Prometheus', async function () {
+      const status = await http<Status>(`${agent.url}/debug/status`);
+      const pid = String(status.body.workload.pid);
+      const s = parseExposition(await (await fetch(`${agent.url}/metrics`)).text());
+      const series = find(s, 'gpu_process_memory_used_bytes', { gpu: '0', pid });
+      assert.equal(series.length, 1);
+      assert.equal(series[0]!.labels.process_name, path.basename(process.execPath));
+      assert.ok(series[0]!.value > 1e9);
+      assert.equal(find(s, 'gpu_process_memory_used_bytes', { gpu: '1' }).length, 0);
     });
 
     it('turns workload output into log records, JSON lines kept as data', async function () {

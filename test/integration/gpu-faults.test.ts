@@ -70,6 +70,19 @@ describe('GPU source faults', function () {
         const ready = await http<Ready>(`${agent.url}/ready`);
         assert.equal(ready.status, 503);
         assert.equal(ready.body.checks.gpu.stale, true);
+        // Prometheus must see a gap, not a frozen value; identity and freshness stay.
+        const s = parseExposition(await (await fetch(`${agent.url}/metrics`)).text());
+        for (const name of [
+          'gpu_utilization_ratio',
+          'gpu_memory_used_bytes',
+          'gpu_temperature_celsius',
+          'gpu_ecc_errors_total',
+        ]) {
+          assert.equal(find(s, name).length, 0, `${name} is dropped while stale`);
+        }
+        assert.equal(find(s, 'gpu_info').length, 1);
+        const last = find(s, 'agent_gpu_last_sample_timestamp_seconds', { backend: 'mock' })[0]!.value;
+        assert.ok(Date.now() / 1000 - last > 0.3);
       } finally {
         await agent.stop();
       }
