@@ -7,3 +7,5 @@ export * from './prng.js';
 export * from './backends/mock.js';
 export * from './backends/mock-models.js';
 export * from './clock-reasons.js';
+export * from './detect.js';
+export * from './process.js';

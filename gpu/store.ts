@@ -40,15 +40,20 @@ export interface GpuSourceStatus {
   failuresByCategory: Record<string, number>;
   /** Why there is no backend at all, when `backend` is `none`. */
   unavailableReason?: string;
+  /** The backend is still being chosen (auto-detection running). */
+  detecting: boolean;
 }
 
 export type GpuStoreEvent =
   | { type: 'sample'; sample: GpuSample; durationMs: number }
   | { type: 'failure'; failure: GpuFailure; durationMs: number }
-  | { type: 'up'; up: boolean };
+  | { type: 'up'; up: boolean }
+  | { type: 'source'; backend: BackendName | 'none' };
 
 export interface GpuStoreOptions {
+  /** `none` with `detecting` while auto-detection runs; see setSource. */
   backend: BackendName | 'none';
+  detecting?: boolean;
   /** A sample older than this is stale. */
   staleAfterMs: number;
   /** How many samples the history keeps. */
@@ -73,13 +78,29 @@ export class GpuStore {
   private samplesTotal = 0;
   private failuresTotal = 0;
   private readonly failuresByCategory: Record<string, number> = {};
+  private source: { backend: BackendName | 'none'; detecting: boolean; unavailableReason?: string };
 
   constructor(private readonly options: GpuStoreOptions) {
     this.historyRing = new RingBuffer(options.historySize);
+    this.source = {
+      backend: options.backend,
+      detecting: options.detecting ?? false,
+      unavailableReason: options.unavailableReason,
+    };
   }
 
   get backend(): BackendName | 'none' {
-    return this.options.backend;
+    return this.source.backend;
+  }
+
+  /** Records which backend feeds the store once detection has decided (or why there is none). */
+  setSource(backend: BackendName | 'none', unavailableReason?: string): void {
+    this.source = {
+      backend,
+      detecting: false,
+      unavailableReason: backend === 'none' ? unavailableReason : undefined,
+    };
+    this.emit({ type: 'source', backend });
   }
 
   latest(): GpuSample | undefined {
@@ -127,7 +148,8 @@ export class GpuStore {
   status(now: number): GpuSourceStatus {
     const ageMs = this.latestSample ? Math.max(0, now - this.latestSample.takenAt) : undefined;
     return {
-      backend: this.options.backend,
+      backend: this.source.backend,
+      detecting: this.source.detecting,
       up: this.up,
       stale: ageMs === undefined || ageMs > this.options.staleAfterMs,
       sampleAgeMs: ageMs,
@@ -139,7 +161,7 @@ export class GpuStore {
       samplesTotal: this.samplesTotal,
       failuresTotal: this.failuresTotal,
       failuresByCategory: { ...this.failuresByCategory },
-      unavailableReason: this.options.unavailableReason,
+      unavailableReason: this.source.unavailableReason,
     };
   }
 

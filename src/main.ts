@@ -1,12 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import type http from 'node:http';
-import { GpuPoller, GpuStore } from '../gpu/index.js';
-import type { GpuActivity, GpuBackend } from '../gpu/index.js';
+import { GpuStore } from '../gpu/index.js';
+import type { GpuActivity } from '../gpu/index.js';
 import { ArtifactStore } from './artifacts/artifact-store.js';
 import { redactedConfig } from './config.js';
 import type { AgentConfig } from './config.js';
-import { chooseGpuBackend } from './gpu-backend.js';
+import { GpuSource } from './gpu-backend.js';
 import { HostStore, realHostReaders } from './host/host-store.js';
 import { createApp } from './http/app.js';
 import { closeServer, createServer, listen } from './http/server.js';
@@ -122,24 +122,13 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       processes: pid === undefined ? [] : [{ pid, name: workloadName(config.workload) }],
     };
   };
-  const choice = chooseGpuBackend(config, activity);
-  const backend: GpuBackend | undefined = choice.backend;
   const gpu = new GpuStore({
-    backend: backend?.name ?? 'none',
+    backend: 'none',
+    detecting: true,
     staleAfterMs: config.gpuStaleAfterMs,
     historySize: config.gpuHistorySize,
-    unavailableReason: choice.backend ? undefined : choice.reason,
   });
-  if (!choice.backend) logger.error({ data: { reason: choice.reason } }, 'no GPU backend');
-  const poller = backend
-    ? new GpuPoller({
-        backend,
-        store: gpu,
-        intervalMs: config.gpuPollIntervalMs,
-        sampleTimeoutMs: config.gpuSampleTimeoutMs,
-        logger: logger.child({ source: 'gpu' }),
-      })
-    : undefined;
+  const gpuSource = new GpuSource(config, gpu, activity, logger.child({ source: 'gpu' }));
 
   // Views
   const queue = disabledQueue('no queue is configured (REDIS_URL is not set)');
@@ -196,9 +185,9 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
 
   // Sources, then HTTP, then ready.
   host.start();
-  poller?.start();
   const address = await listen(server, config.port, config.host);
   logger.info({ data: { host: address.address, port: address.port } }, 'listening');
+  gpuSource.start();
   workload.start();
   lifecycle.advance('running');
 
@@ -229,10 +218,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
         retryable: true,
       });
       clearInterval(summary);
-      await poller?.stop();
-      await backend
-        ?.close()
-        .catch((err: unknown) => logger.warn({ error: err }, 'GPU backend did not close cleanly'));
+      await gpuSource.stop();
       host.stop();
       lifecycle.advance('stopped');
       await closeServer(server, 1000);

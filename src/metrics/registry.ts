@@ -240,7 +240,6 @@ export class AgentMetrics {
     const { gpu, now, logRing } = this.deps;
     const deps = this.deps;
     const r = [this.registry];
-    const backend = gpu.backend;
     new Gauge({
       name: AGENT_METRICS.ready,
       help: '1 when /ready answers 200.',
@@ -255,7 +254,8 @@ export class AgentMetrics {
       labelNames: ['backend'],
       registers: r,
       collect() {
-        this.set({ backend }, gpu.status(now()).up ? 1 : 0);
+        this.reset();
+        this.set({ backend: gpu.backend }, gpu.status(now()).up ? 1 : 0);
       },
     });
     new Gauge({
@@ -266,7 +266,7 @@ export class AgentMetrics {
       collect() {
         this.reset();
         const t = gpu.status(now()).lastSuccessAt;
-        if (t !== undefined) this.set({ backend }, t / 1000);
+        if (t !== undefined) this.set({ backend: gpu.backend }, t / 1000);
       },
     });
     new Gauge({
@@ -277,7 +277,7 @@ export class AgentMetrics {
       collect() {
         this.reset();
         const age = gpu.status(now()).sampleAgeMs;
-        if (age !== undefined) this.set({ backend }, age / 1000);
+        if (age !== undefined) this.set({ backend: gpu.backend }, age / 1000);
       },
     });
     new Gauge({
@@ -318,11 +318,15 @@ export class AgentMetrics {
       labelNames: ['backend', 'category'],
       registers: r,
     });
-    samples.inc({ backend }, 0);
     this.unsubscribe.push(
       gpu.subscribe((e) => {
         this.invalidate();
         if (e.type === 'up') return;
+        const backend = gpu.backend;
+        if (e.type === 'source') {
+          samples.inc({ backend }, 0);
+          return;
+        }
         samples.inc({ backend });
         sampleDuration.observe({ backend }, e.durationMs / 1000);
         if (e.type === 'failure') failures.inc({ backend, category: e.failure.category });

@@ -28,8 +28,9 @@ export interface Readiness {
 /** The readiness verdict and each check behind it. Only reads stores. */
 export function readiness(d: StatusDeps, now: number): Readiness {
   const g = d.gpu.status(now);
-  const gpuCheck =
-    g.backend === 'none'
+  const gpuCheck = g.detecting
+    ? { status: 'starting' as const, backend: g.backend, reason: 'detecting the GPU backend' }
+    : g.backend === 'none'
       ? { status: 'failing' as const, backend: g.backend, reason: g.unavailableReason ?? 'no GPU backend' }
       : g.samplesTotal === 0
         ? { status: 'starting' as const, backend: g.backend }
