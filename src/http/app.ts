@@ -3,6 +3,8 @@ import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Respon
 import type { Logger } from 'pino';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { UnsafePathError, checkRelativeName } from '../artifacts/safe-path.js';
+import { LOG_LEVELS } from '../config.js';
+import type { LogLevel } from '../config.js';
 import type { HostSnapshot } from '../host/host-store.js';
 import { LEVEL_VALUES } from '../logging/levels.js';
 import type { LevelName } from '../logging/levels.js';
@@ -17,11 +19,8 @@ import { buildWorkflowView } from '../views/workflow.js';
 import { bearerChecker } from './auth.js';
 import { HttpError, errorBody } from './errors.js';
 import type { ErrorCode } from './error-codes.js';
-import { cappedInt, idParam, oneOf, timeParam } from './query.js';
+import { cappedInt, idParam, oneOf, timeParam, traceIdParam } from './query.js';
 import { requestContext } from './request-context.js';
-
-export const SETTABLE_LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export type SettableLogLevel = (typeof SETTABLE_LOG_LEVELS)[number];
 
 export interface AppDeps extends StatusDeps {
   now: () => number;
@@ -33,7 +32,7 @@ export interface AppDeps extends StatusDeps {
   /** Effective configuration with secrets redacted. */
   configView: () => Record<string, unknown>;
   getLogLevel: () => string;
-  setLogLevel: (level: SettableLogLevel) => void;
+  setLogLevel: (level: LogLevel) => void;
   debugToken: string | undefined;
   production: boolean;
   requestIdFormat: 'uuid' | 'token';
@@ -58,6 +57,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('query parser', 'simple');
+  // Routes match case-sensitively, as the token check does: /DEBUG/config must not be a way around it.
+  app.set('case sensitive routing', true);
 
   app.use(requestContext(deps.requestIdFormat, observer(deps)));
 
@@ -139,7 +140,7 @@ export function createApp(deps: AppDeps): express.Express {
     const limit = cappedInt(req, 'lines', { min: 1, cap, fallback: Math.min(LOG_LINES_DEFAULT, cap) });
     const level = oneOf(req, 'level', Object.keys(LEVEL_VALUES) as LevelName[], 'trace');
     const jobId = idParam(req, 'job_id');
-    const traceId = idParam(req, 'trace_id');
+    const traceId = traceIdParam(req, 'trace_id');
     const since = timeParam(req, 'since');
     const entries = deps.logRing.query({ limit, minLevel: LEVEL_VALUES[level], jobId, traceId, since });
     // Stored lines are already JSON: join them rather than parse and re-encode.
@@ -201,8 +202,12 @@ export function createApp(deps: AppDeps): express.Express {
       `attachment; filename="${encodeURIComponent(name.split('/').pop() ?? name)}"`,
     );
     await new Promise<void>((resolve, reject) => {
-      res.sendFile(file, { dotfiles: 'allow', etag: false, lastModified: false }, (err) =>
-        err ? reject(err) : resolve(),
+      // no-store like every debug answer: a shared cache must not keep what needed the token.
+      res.setHeader('Cache-Control', 'no-store');
+      res.sendFile(
+        file,
+        { dotfiles: 'allow', etag: false, lastModified: false, cacheControl: false },
+        (err) => (err ? reject(err) : resolve()),
       );
     });
   });
@@ -239,26 +244,26 @@ export function createApp(deps: AppDeps): express.Express {
       ['post'],
       ['/debug/log-level'],
       requireJson,
-      express.json({ limit: '4kb', strict: true, type: () => true }),
+      express.json({ limit: '4kb', strict: false, type: () => true }),
       (req, res) => {
         const body: unknown = req.body;
         const level =
           body !== null && typeof body === 'object' && !Array.isArray(body)
             ? (body as Record<string, unknown>).level
             : undefined;
-        if (typeof level !== 'string' || !(SETTABLE_LOG_LEVELS as readonly string[]).includes(level)) {
+        if (typeof level !== 'string' || !(LOG_LEVELS as readonly string[]).includes(level)) {
           throw new HttpError(
             400,
             'INVALID_BODY',
-            `body must be {"level": one of ${SETTABLE_LOG_LEVELS.join(', ')}}`,
+            `body must be {"level": one of ${LOG_LEVELS.join(', ')}}`,
             {
               field: 'level',
-              allowed: SETTABLE_LOG_LEVELS,
+              allowed: LOG_LEVELS,
             },
           );
         }
         const previous = deps.getLogLevel();
-        deps.setLogLevel(level as SettableLogLevel);
+        deps.setLogLevel(level as LogLevel);
         requestLogger(deps.logger, req).warn({ data: { previous, level } }, 'log level changed');
         noStore(res).json({ level, previous });
       },
@@ -267,7 +272,8 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.use((req: Request, res: Response, next: NextFunction) => {
     admit(req);
-    const methods = allowed.get(req.path) ?? (ARTIFACT_FILE.test(req.path) ? ['get' as const] : undefined);
+    const path = req.path.length > 1 ? req.path.replace(/\/+$/, '') : req.path;
+    const methods = allowed.get(path) ?? (ARTIFACT_FILE.test(path) ? ['get' as const] : undefined);
     if (methods) {
       methodNotAllowed(methods)(req, res, next);
       return;
@@ -288,7 +294,8 @@ function configRoutesOn(deps: Pick<AppDeps, 'production' | 'debugToken'>): boole
 }
 
 function isDebugPath(path: string): boolean {
-  return path === '/debug' || path.startsWith('/debug/');
+  const p = path.toLowerCase();
+  return p === '/debug' || p.startsWith('/debug/');
 }
 
 function noStore(res: Response): Response {
@@ -317,7 +324,8 @@ function invalidArtifactPath(err: unknown): HttpError {
 }
 
 const requireJson: RequestHandler = (req, _res, next) => {
-  if (!req.is('application/json')) {
+  const type = req.headers['content-type'];
+  if (type !== undefined && !/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
     throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json', {
       content_type: req.headers['content-type'] ?? null,
     });
@@ -348,7 +356,8 @@ function observer(deps: AppDeps): (req: Request, res: Response) => void {
     const endpoint = req.route ? String((req.route as { path: unknown }).path) : 'unmatched';
     deps.metrics.observeRequest(endpoint, req.method, res.statusCode, seconds);
     deps.onResponse?.(res.statusCode);
-    const failed = res.statusCode >= 500;
+    // 503 is what /ready answers while starting, degraded or draining: a state, not a failure.
+    const failed = res.statusCode >= 500 && res.statusCode !== 503;
     if (!failed && !deps.logger.isLevelEnabled('debug')) return;
     const fields = {
       request_id: req.ctx.requestId,

@@ -95,3 +95,21 @@ export function timeParam(req: Request, key: string): number | undefined {
   }
   return t;
 }
+
+/** A W3C trace id: 32 lowercase hex digits. */
+export function traceIdParam(req: Request, key: string): string | undefined {
+  const raw = single(req, key);
+  if (raw === undefined) return undefined;
+  if (!/^[0-9a-f]{32}$/.test(raw)) {
+    throw new HttpError(
+      400,
+      'INVALID_QUERY',
+      `query parameter "${key}" must be 32 lowercase hex digits (a W3C trace id)`,
+      {
+        parameter: key,
+        value: raw.slice(0, 100),
+      },
+    );
+  }
+  return raw;
+}

@@ -40,7 +40,8 @@ export function requestContext(format: 'uuid' | 'token', onFinish?: (req: Reques
     const generated = randomUUID();
     let requestId: string = generated;
     let invalid: string | undefined;
-    if (given !== undefined) {
+    // An empty header is taken as none, as proxies add it blank.
+    if (given !== undefined && given !== '') {
       const value = Array.isArray(given) ? given.join(', ') : given;
       if (isValidRequestId(value, format)) requestId = value;
       else invalid = value;

@@ -28,6 +28,9 @@ export function createServer(app: RequestListener, logger: Logger): http.Server 
       requestTimeout: SERVER_LIMITS.requestTimeoutMs,
       headersTimeout: SERVER_LIMITS.headersTimeoutMs,
       keepAliveTimeout: SERVER_LIMITS.keepAliveTimeoutMs,
+      // How often the header and request deadlines are checked; Node's 30 s default would let a slow
+      // client hold a socket three times longer than headersTimeoutMs says.
+      connectionsCheckingInterval: 1000,
     },
     app,
   );
@@ -45,10 +48,11 @@ export function createServer(app: RequestListener, logger: Logger): http.Server 
           ? [408, 'REQUEST_TIMEOUT', 'the request took too long to arrive']
           : [400, 'BAD_REQUEST', 'malformed HTTP request'];
     logger.debug({ data: { code: err.code, status } }, 'client error');
-    const body = JSON.stringify(errorBody(code, message, { requestId: randomUUID() }));
+    const requestId = randomUUID();
+    const body = JSON.stringify(errorBody(code, message, { requestId }));
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `x-request-id: ${requestId}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   });
   return server;

@@ -50,6 +50,20 @@ describe('debug token', function () {
     });
   }
 
+  it('is not bypassed by changing the case of the path or adding a slash', async function () {
+    for (const route of ['/DEBUG/config', '/Debug/Status', '/debug/CONFIG', '/debug/config/', '/DEBUG/']) {
+      const r = await http(`${agent.url}${route}`);
+      assert.ok(r.status === 401 || r.status === 404, `${route} answered ${r.status}`);
+      assert.ok(!JSON.stringify(r.body).includes('gpu_backend'), `${route} leaked the config`);
+    }
+    const post = await http(`${agent.url}/DEBUG/log-level`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"level":"trace"}',
+    });
+    assert.ok(post.status === 401 || post.status === 404);
+  });
+
   it('POST /debug/log-level needs the token too', async function () {
     const post = (headers: Record<string, string>) =>
       http(`${agent.url}/debug/log-level`, {

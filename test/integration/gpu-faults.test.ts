@@ -46,6 +46,8 @@ describe('GPU source faults', function () {
       assert.ok(find(s, 'agent_gpu_sample_failures_total', { category: 'timeout' })[0]!.value >= 1);
       assert.equal(find(s, 'agent_ready')[0]?.value, 0);
       await agent.waitForRecord((r) => r.message === 'gpu backend is down' && r.level === 'warn');
+      // A 503 from /ready is a state the probe reports, not a failed request.
+      assert.ok(!agent.records.some((r) => r.level === 'error' && r.message === 'request failed'));
     });
   });
 

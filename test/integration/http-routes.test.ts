@@ -200,6 +200,8 @@ describe('HTTP surface on MOCK_GPU=1', function () {
       ['level=', 'level'],
       ['since=yesterday', 'since'],
       ['job_id=', 'job_id'],
+      ['trace_id=abc', 'trace_id'],
+      ['trace_id=4BF92F3577B34DA6A3CE929D0E0E4736', 'trace_id'],
     ];
     for (const [query, parameter] of bad) {
       it(`answers 400 INVALID_QUERY for ?${query}`, async function () {
@@ -297,12 +299,14 @@ describe('HTTP surface on MOCK_GPU=1', function () {
       assert.deepEqual((await set('debug')).body, { level: 'debug', previous: 'warn' });
     });
 
-    it('answers 400 INVALID_BODY for an unknown level or invalid JSON', async function () {
+    it('answers 400 INVALID_BODY for an unknown level, invalid JSON, a bare string or no body', async function () {
       const post = (body: string, type = 'application/json') =>
         http(`${agent.url}/debug/log-level`, { method: 'POST', headers: { 'content-type': type }, body });
       assertError(await post(JSON.stringify({ level: 'loud' })), 400, 'INVALID_BODY');
       assertError(await post('[]'), 400, 'INVALID_BODY');
       assertError(await post('{"level":'), 400, 'INVALID_BODY');
+      assertError(await post('"debug"'), 400, 'INVALID_BODY');
+      assertError(await post(''), 400, 'INVALID_BODY');
     });
 
     it('answers 415 for a body that is not JSON and 413 for a huge one', async function () {
@@ -333,6 +337,10 @@ describe('HTTP surface on MOCK_GPU=1', function () {
       assertError(await http(`${agent.url}/debug/nope`), 404, 'NOT_FOUND');
     });
 
+    it('answers 405 for a wrong method on a known route written with a trailing slash', async function () {
+      assertError(await http(`${agent.url}/debug/status/`, { method: 'POST' }), 405, 'METHOD_NOT_ALLOWED');
+    });
+
     it('answers 405 with Allow for a wrong method on a known route', async function () {
       const r = await http(`${agent.url}/debug/status`, { method: 'DELETE' });
       assertError(r, 405, 'METHOD_NOT_ALLOWED');
@@ -343,6 +351,7 @@ describe('HTTP surface on MOCK_GPU=1', function () {
     it('answers malformed HTTP with 400 in the error format', async function () {
       const raw = await rawRequest(agent.port, 'GARBAGE / NOT-HTTP\r\n\r\n');
       assert.match(raw, /^HTTP\/1\.1 400 /);
+      assert.match(raw, /\r\nx-request-id: [0-9a-f-]{36}\r\n/);
       assert.equal((bodyOf(raw).error as { code: string }).code, 'BAD_REQUEST');
     });
 
@@ -389,6 +398,12 @@ describe('HTTP surface on MOCK_GPU=1', function () {
         assert.notEqual(e.request_id, value, 'the bad id is not echoed as the request id');
       });
     }
+
+    it('takes an empty x-request-id as none', async function () {
+      const r = await http(`${agent.url}/health`, { headers: { 'x-request-id': '' } });
+      assert.equal(r.status, 200);
+      assert.match(r.headers.get('x-request-id') ?? '', UUID);
+    });
 
     it('answers 400 for a non-printable x-request-id', async function () {
       const raw = await rawRequest(
