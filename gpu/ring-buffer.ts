@@ -67,9 +67,21 @@ export class RingBuffer<T> {
     return out.reverse();
   }
 
+  /** Removes and returns the oldest item. */
+  shift(): T | undefined {
+    if (this.length === 0) return undefined;
+    const item = this.items[this.start];
+    this.items[this.start] = undefined;
+    this.start = (this.start + 1) % this.capacity;
+    this.length--;
+    // `dropped` counts it: it left the buffer without being read out.
+    return item;
+  }
+
   clear(): void {
     this.items.fill(undefined);
     this.start = 0;
     this.length = 0;
+    this.pushed = 0;
   }
 }

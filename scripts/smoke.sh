@@ -15,7 +15,7 @@ artifacts=$(mktemp -d)
 MOCK_GPU=1 MOCK_GPU_COUNT=2 PORT="$port" HOST=127.0.0.1 DEMO_SPEED=5 \
   ARTIFACTS_DIR="$artifacts" node dist/src/cli.js -- node scripts/demo-workload.mjs >"$log" 2>&1 &
 pid=$!
-trap 'kill -9 $pid 2>/dev/null || true; rm -rf "$log" "$body" "$artifacts"' EXIT
+trap 'kill -TERM $pid 2>/dev/null && sleep 2; kill -9 $pid 2>/dev/null || true; rm -rf "$log" "$body" "$artifacts"' EXIT
 
 for _ in $(seq 1 100); do curl -fs "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
 

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -36,6 +37,7 @@ export interface AgentConfig {
   mockGpuFault: MockFault;
   logLevel: LogLevel;
   logBufferLines: number;
+  logBufferBytes: number;
   debugToken: string | undefined;
   drainTimeoutMs: number;
   artifactsDir: string;
@@ -176,6 +178,14 @@ export const SETTINGS: readonly Setting[] = [
     unit: 'records',
     description: 'Log records kept for `/debug/logs`; also the most one request can get.',
   },
+  {
+    env: 'LOG_BUFFER_BYTES',
+    flag: 'log-buffer-bytes',
+    defaultText: '16777216',
+    unit: 'bytes',
+    description: 'Size bound of the log buffer: the oldest records go first when long lines would exceed it.',
+  },
+
   {
     env: 'DEBUG_TOKEN',
     flag: 'debug-token',
@@ -343,7 +353,8 @@ export function loadConfig(
   const raw: Raw = {};
   for (const s of SETTINGS) {
     const flagValue = parsed.values[s.flag];
-    const fromFlag = typeof flagValue === 'boolean' ? String(flagValue) : flagValue;
+    // A valued flag given bare parses as `true`; it was reported above and must not be read as a value.
+    const fromFlag = typeof flagValue === 'boolean' ? (s.boolean ? String(flagValue) : undefined) : flagValue;
     const fromEnv = env[s.env];
     const value = blankToUndefined(fromFlag) ?? blankToUndefined(fromEnv);
     raw[s.env] = value;
@@ -353,15 +364,26 @@ export function loadConfig(
     const value = raw[key] ?? fallback;
     const r = schema.safeParse(value.trim());
     if (r.success) return r.data;
-    const shown = SETTINGS.find((s) => s.env === key)?.secret ? '(hidden)' : JSON.stringify(raw[key]);
+    const shown = SETTINGS.find((s) => s.env === key)?.secret ? '(hidden)' : JSON.stringify(value);
     for (const issue of r.error.issues) errors.push(`${key}: ${issue.message} (got ${shown})`);
     return undefined;
   };
 
   const port = get('PORT', intIn(0, 65535), '8080');
-  const host = get('HOST', z.string().min(1), '0.0.0.0');
+  const host = get(
+    'HOST',
+    z
+      .string()
+      .refine(
+        (h) => isIP(h) !== 0 || /^(?=.*[a-z])[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i.test(h),
+        'must be an IP address or a host name',
+      ),
+    '0.0.0.0',
+  );
   const podId = get(
-    'POD_ID',
+    raw.POD_ID === undefined && blankToUndefined(env.RUNPOD_POD_ID) !== undefined
+      ? 'RUNPOD_POD_ID'
+      : 'POD_ID',
     printable(253),
     blankToUndefined(env.RUNPOD_POD_ID) ?? (hostname || 'unknown-pod'),
   );
@@ -382,6 +404,7 @@ export function loadConfig(
   const mockGpuFault = get('MOCK_GPU_FAULT', mockFault, 'none');
   const logLevel = get('LOG_LEVEL', oneOf(LOG_LEVELS), 'info');
   const logBufferLines = get('LOG_BUFFER_LINES', intIn(10, 1_000_000), '5000');
+  const logBufferBytes = get('LOG_BUFFER_BYTES', intIn(65_536, 1_073_741_824), '16777216');
   const debugToken = raw.DEBUG_TOKEN === undefined ? undefined : get('DEBUG_TOKEN', printable(512), '');
   const drainTimeoutMs = get('DRAIN_TIMEOUT_MS', intIn(0, 3_600_000), '25000');
   const artifactsDir = get(
@@ -433,6 +456,7 @@ export function loadConfig(
       mockGpuFault: mockGpuFault as MockFault,
       logLevel: logLevel as LogLevel,
       logBufferLines: logBufferLines as number,
+      logBufferBytes: logBufferBytes as number,
       debugToken: debugToken || undefined,
       drainTimeoutMs: drainTimeoutMs as number,
       artifactsDir: artifactsDir as string,

@@ -24,12 +24,15 @@ import { ProgressApplier } from './workload/progress-applier.js';
 import { PROTOCOL_PREFIX } from './workload/progress-protocol.js';
 import { WorkloadSupervisor, workloadName } from './workload/supervisor.js';
 
+/** How long shutdown waits for artifacts still being hashed. */
+const ARTIFACT_SETTLE_MS = 5000;
+
 /** The queue label of jobs the workload reports without naming a queue. */
 export const WORKLOAD_QUEUE = 'workload';
 
 export interface AgentIo {
   env: NodeJS.ProcessEnv;
-  out?: LineSink & { flushSync?(): void };
+  out?: LineSink & { close?(timeoutMs: number): Promise<void> };
   /** Installs process signal handlers; tests that embed the agent pass false. */
   handleSignals?: boolean;
 }
@@ -53,9 +56,9 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   const version = readVersion();
 
   // Logs
-  const logRing = new LogRing(config.logBufferLines);
+  const logRing = new LogRing(config.logBufferLines, config.logBufferBytes);
   const out = io.out ?? stdoutSink();
-  const logger = createLogger({
+  const rootLogger = createLogger({
     level: config.logLevel,
     service: 'gpu-pod-agent',
     environment: config.nodeEnv,
@@ -63,6 +66,9 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     ring: logRing,
     out,
   });
+  // Each component logs through a child bound to its `source`; the root itself never logs, so no
+  // record carries the key twice.
+  const logger = rootLogger.child({ source: 'agent' });
   logger.info({ data: { version, node: process.version, config: redactedConfig(config) } }, 'agent starting');
   if (config.production && !config.debugToken) {
     logger.warn(
@@ -79,7 +85,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   const host = new HostStore(
     realHostReaders,
     config.hostRefreshIntervalMs,
-    logger.child({ source: 'host' }),
+    rootLogger.child({ source: 'host' }),
     now,
   );
 
@@ -88,21 +94,22 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     jobs,
     workflows,
     artifacts,
-    logger: logger.child({ source: 'agent' }),
+    logger,
     defaultQueue: WORKLOAD_QUEUE,
     source: 'workload',
   });
   const workload = new WorkloadSupervisor({
     command: config.workload,
     env: {
-      ...io.env,
+      ...workloadEnv(io.env),
       // Python buffers stdout into a pipe; progress lines must arrive as they are printed.
       PYTHONUNBUFFERED: io.env.PYTHONUNBUFFERED ?? '1',
       AGENT_PROGRESS_PREFIX: PROTOCOL_PREFIX,
       ARTIFACTS_DIR: config.artifactsDir,
       POD_ID: config.podId,
     },
-    logger: logger.child({ source: 'workload' }),
+    logger,
+    workloadLogger: rootLogger.child({ source: 'workload' }),
     onEvent: (e) => applier.apply(e),
     context: () => {
       const id = applier.jobId;
@@ -128,7 +135,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     staleAfterMs: config.gpuStaleAfterMs,
     historySize: config.gpuHistorySize,
   });
-  const gpuSource = new GpuSource(config, gpu, activity, logger.child({ source: 'gpu' }));
+  const gpuSource = new GpuSource(config, gpu, activity, rootLogger.child({ source: 'gpu' }));
 
   // Views
   const queue = disabledQueue('no queue is configured (REDIS_URL is not set)');
@@ -162,15 +169,15 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   const app = createApp({
     ...statusDeps,
     now,
-    logger: logger.child({ source: 'http' }),
+    logger: rootLogger.child({ source: 'http' }),
     logRing,
     artifacts,
     host: () => host.snapshot(),
     metrics,
     configView: () => redactedConfig(config),
-    getLogLevel: () => logger.level,
+    getLogLevel: () => rootLogger.level,
     setLogLevel: (level) => {
-      logger.level = level;
+      rootLogger.level = level;
     },
     debugToken: config.debugToken,
     production: config.production,
@@ -181,7 +188,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       httpStats.byClass[cls] = (httpStats.byClass[cls] ?? 0) + 1;
     },
   });
-  const server: http.Server = createServer(app, logger.child({ source: 'http' }));
+  const server: http.Server = createServer(app, rootLogger.child({ source: 'http' }));
 
   // Sources, then HTTP, then ready.
   host.start();
@@ -210,7 +217,9 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       lifecycle.advance('draining');
       logger.info({ data: { reason, drain_timeout_ms: config.drainTimeoutMs } }, 'draining');
       const exit = await workload.stop(config.drainTimeoutMs, signal ?? 'SIGTERM');
-      await applier.settled();
+      // Artifacts being hashed get a few seconds, not the whole drain: a huge file must not hold the exit.
+      await Promise.race([applier.settled(), new Promise((r) => setTimeout(r, ARTIFACT_SETTLE_MS).unref())]);
+      workload.killLeftovers();
       applier.abandon({
         message: exit
           ? `the workload exited with code ${exit.code} before the job ended`
@@ -225,7 +234,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       metrics.close();
       const code = exit?.code ?? 0;
       logger.info({ data: { reason, exit_code: code } }, 'agent stopped');
-      out.flushSync?.();
+      await out.close?.(1000);
       resolveDone(code);
       return code;
     })();
@@ -245,9 +254,9 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       }
       logger.warn({ data: { signal } }, 'second signal; exiting at once');
       workload.kill();
-      out.flushSync?.();
       const code = workload.status().exitCode ?? 128 + (os.constants.signals[signal] ?? 0);
-      process.exit(code);
+      // At once, but with the records already written given a moment to reach stdout.
+      void (out.close?.(200) ?? Promise.resolve()).then(() => process.exit(code));
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
@@ -261,5 +270,12 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     });
   }
 
-  return { port: address.port, shutdown, done, logger };
+  return { port: address.port, shutdown, done, logger: rootLogger };
+}
+
+/** The agent's environment as the workload gets it: the debug token stays with the agent. */
+function workloadEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  delete out.DEBUG_TOKEN;
+  return out;
 }

@@ -15,15 +15,12 @@ export interface Artifact {
   createdAt: number;
 }
 
-export type ArtifactEvent = { type: 'artifact'; artifact: Artifact };
-
 /**
  * Files jobs produced, confined to one root. Only recorded artifacts are ever served, and each is
  * re-checked against the root when served (a symlink swapped in later is refused).
  */
 export class ArtifactStore {
   private readonly byJob = new Map<string, Map<string, Artifact>>();
-  private readonly listeners = new Set<(e: ArtifactEvent) => void>();
 
   constructor(
     readonly root: string,
@@ -65,13 +62,6 @@ export class ArtifactStore {
       throw new RangeError(`job ${jobId} already has ${this.maxPerJob} artifacts`);
     }
     list.set(name, artifact);
-    for (const l of this.listeners) {
-      try {
-        l({ type: 'artifact', artifact });
-      } catch {
-        // Listeners must not break recording.
-      }
-    }
     return artifact;
   }
 
@@ -87,11 +77,6 @@ export class ArtifactStore {
   /** The real path of a recorded artifact, checked again now. */
   async pathOf(artifact: Artifact): Promise<string> {
     return resolveInside(this.root, artifact.name);
-  }
-
-  subscribe(listener: (e: ArtifactEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
   }
 }
 

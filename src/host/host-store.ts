@@ -53,13 +53,41 @@ export function parseCgroupMemory(version: 1 | 2, limitText: string, usageText: 
   return { version, limitBytes: limit, usageBytes: usage };
 }
 
-export async function readCgroupMemory(root = '/sys/fs/cgroup'): Promise<CgroupMemory | null> {
+/**
+ * The cgroup v2 directory of this process, from /proc/self/cgroup (`0::/path`). In a container it is
+ * usually the root of its own namespace; on a host it is a subtree, and the root's files would
+ * describe the whole machine.
+ */
+export function cgroupV2Path(procSelfCgroup: string): string | undefined {
+  const line = procSelfCgroup.split('\n').find((l) => l.startsWith('0::'));
+  return line === undefined ? undefined : line.slice(3).trim() || '/';
+}
+
+/** The cgroup v1 memory controller path of this process (`N:memory:/path`). */
+export function cgroupV1MemoryPath(procSelfCgroup: string): string | undefined {
+  const line = procSelfCgroup.split('\n').find((l) => /^\d+:([^:]*,)?memory(,[^:]*)?:/.test(l));
+  return line === undefined
+    ? undefined
+    : line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1).trim() || '/';
+}
+
+export async function readCgroupMemory(
+  root = '/sys/fs/cgroup',
+  selfCgroup = '/proc/self/cgroup',
+): Promise<CgroupMemory | null> {
   const tryRead = (f: string): Promise<string | undefined> => readFile(f, 'utf8').catch(() => undefined);
-  const [max2, cur2] = await Promise.all([tryRead(`${root}/memory.max`), tryRead(`${root}/memory.current`)]);
+  const selfText = (await tryRead(selfCgroup)) ?? '';
+  const own = cgroupV2Path(selfText);
+  const dir = own === undefined || own === '/' ? root : `${root}${own}`;
+  // Memory limits can sit on an ancestor; the own directory's memory.max is what applies to it, and
+  // it exists on every cgroup below the root.
+  const [max2, cur2] = await Promise.all([tryRead(`${dir}/memory.max`), tryRead(`${dir}/memory.current`)]);
   if (max2 !== undefined && cur2 !== undefined) return parseCgroupMemory(2, max2, cur2);
+  const own1 = cgroupV1MemoryPath(selfText);
+  const dir1 = own1 === undefined || own1 === '/' ? `${root}/memory` : `${root}/memory${own1}`;
   const [lim1, use1] = await Promise.all([
-    tryRead(`${root}/memory/memory.limit_in_bytes`),
-    tryRead(`${root}/memory/memory.usage_in_bytes`),
+    tryRead(`${dir1}/memory.limit_in_bytes`),
+    tryRead(`${dir1}/memory.usage_in_bytes`),
   ]);
   if (lim1 !== undefined && use1 !== undefined) return parseCgroupMemory(1, lim1, use1);
   return null;

@@ -182,15 +182,11 @@ export class JobStore {
     return [...this.live.values()];
   }
 
-  activeJobs(): JobRecord[] {
-    return this.liveJobs().filter((j) => j.state === 'active');
-  }
-
-  /** The job shown as `current_job`: the earliest-started active one. */
+  /** The job shown as `current_job`: the most recently started active one. */
   currentJob(): JobRecord | undefined {
     let current: JobRecord | undefined;
     for (const j of this.live.values()) {
-      if (j.state === 'active' && (!current || (j.startedAt ?? 0) < (current.startedAt ?? 0))) current = j;
+      if (j.state === 'active' && (!current || (j.startedAt ?? 0) >= (current.startedAt ?? 0))) current = j;
     }
     return current;
   }

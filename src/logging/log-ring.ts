@@ -25,9 +25,17 @@ export interface LogQuery {
  */
 export class LogRing {
   private readonly ring: RingBuffer<LogEntry>;
-  private readonly listeners = new Set<(entry: LogEntry) => void>();
+  private bytes = 0;
 
-  constructor(capacity: number) {
+  /**
+   * @param capacity records kept at most
+   * @param maxBytes characters kept at most, over all records: a workload printing long lines must not
+   *   make the buffer hold hundreds of megabytes
+   */
+  constructor(
+    capacity: number,
+    private readonly maxBytes = 16 * 1024 * 1024,
+  ) {
     this.ring = new RingBuffer(capacity);
   }
 
@@ -39,8 +47,14 @@ export class LogRing {
     return this.ring.size;
   }
 
+  /** Records pushed out by newer ones, by count or by size. */
   get dropped(): number {
     return this.ring.dropped;
+  }
+
+  /** Characters held now. */
+  get sizeBytes(): number {
+    return this.bytes;
   }
 
   /** Takes one serialized record (a trailing newline is allowed). Lines that are not JSON are kept as info. */
@@ -76,19 +90,12 @@ export class LogRing {
     );
   }
 
-  subscribe(listener: (entry: LogEntry) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
   private push(entry: LogEntry): void {
+    if (this.ring.size === this.ring.capacity) this.bytes -= this.ring.at(0)?.line.length ?? 0;
     this.ring.push(entry);
-    for (const l of this.listeners) {
-      try {
-        l(entry);
-      } catch {
-        // A listener must never break logging.
-      }
+    this.bytes += entry.line.length;
+    while (this.bytes > this.maxBytes && this.ring.size > 1) {
+      this.bytes -= this.ring.shift()?.line.length ?? 0;
     }
   }
 }

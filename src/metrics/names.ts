@@ -105,5 +105,8 @@ export const DCGM_MIG_LABELS = ['GPU_I_PROFILE', 'GPU_I_ID'] as const;
 /** Processes per GPU in gpu_process_memory_used_bytes (the largest by memory); the rest are left out. */
 export const DEFAULT_MAX_PROCESS_SERIES = 10;
 
+/** Distinct `queue` label values kept before further ones are counted as `other`. */
+export const MAX_QUEUES = 50;
+
 /** Distinct `node_type` label values kept before further ones are counted as `other`. */
 export const MAX_NODE_TYPES = 200;

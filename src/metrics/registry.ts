@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { GpuStore } from '../../gpu/index.js';
 import type { JobStore } from '../jobs/job-store.js';
 import { FINISHED_STATES } from '../jobs/job-store.js';
+import type { JobCounts } from '../jobs/job-store.js';
 import type { LogRing } from '../logging/log-ring.js';
 import type { WorkflowStore } from '../workflow/workflow-store.js';
 import { defineDcgmCompatMetrics, defineGpuMetrics } from './gpu-metrics.js';
@@ -11,6 +12,7 @@ import {
   DEFAULT_MAX_PROCESS_SERIES,
   JOB_METRICS,
   MAX_NODE_TYPES,
+  MAX_QUEUES,
 } from './names.js';
 
 export interface MetricsDeps {
@@ -47,6 +49,7 @@ export class AgentMetrics {
   private readonly apiRequests: Counter<'endpoint' | 'method' | 'status'>;
   private readonly apiDuration: Histogram<'endpoint' | 'method'>;
   private readonly nodeTypes = new Set<string>();
+  private readonly queueNames = new Set<string>();
   private dirty = true;
   private cached: { body: Buffer; at: number } | undefined;
   private rendering: Promise<Buffer> | undefined;
@@ -167,7 +170,16 @@ export class AgentMetrics {
       registers: r,
     });
     const queues = this.deps.queues;
-    for (const q of queues) started.inc({ queue: q }, 0);
+    for (const q of queues) started.inc({ queue: this.queueLabel(q) }, 0);
+    /** Live job counts per queue label, the configured queues always present. */
+    const perQueue = (pick: (c: JobCounts) => number): Map<string, number> => {
+      const out = new Map<string, number>(queues.map((q) => [this.queueLabel(q), 0]));
+      for (const q of jobs.queues()) {
+        const label = this.queueLabel(q);
+        out.set(label, (out.get(label) ?? 0) + pick(jobs.counts(q)));
+      }
+      return out;
+    };
     new Gauge({
       name: JOB_METRICS.queuedCurrent,
       help: 'Jobs waiting for this pod.',
@@ -175,7 +187,7 @@ export class AgentMetrics {
       registers: r,
       collect() {
         this.reset();
-        for (const q of new Set([...queues, ...jobs.queues()])) this.set({ queue: q }, jobs.counts(q).queued);
+        for (const [queue, n] of perQueue((c) => c.queued)) this.set({ queue }, n);
       },
     });
     new Gauge({
@@ -185,7 +197,7 @@ export class AgentMetrics {
       registers: r,
       collect() {
         this.reset();
-        for (const q of new Set([...queues, ...jobs.queues()])) this.set({ queue: q }, jobs.counts(q).active);
+        for (const [queue, n] of perQueue((c) => c.active)) this.set({ queue }, n);
       },
     });
     const nodeDuration = new Histogram({
@@ -204,13 +216,13 @@ export class AgentMetrics {
           (e.type === 'created' && e.job.state === 'active') ||
           (e.type === 'transition' && e.to === 'active')
         ) {
-          started.inc({ queue: e.job.queue });
+          started.inc({ queue: this.queueLabel(e.job.queue) });
         }
         if (e.type === 'transition' && FINISHED_STATES.has(e.to) && e.from !== 'queued') {
-          completed.inc({ queue: e.job.queue, status: e.to });
+          completed.inc({ queue: this.queueLabel(e.job.queue), status: e.to });
           if (e.job.startedAt !== undefined && e.job.finishedAt !== undefined) {
             duration.observe(
-              { queue: e.job.queue, status: e.to },
+              { queue: this.queueLabel(e.job.queue), status: e.to },
               (e.job.finishedAt - e.job.startedAt) / 1000,
             );
           }
@@ -229,11 +241,12 @@ export class AgentMetrics {
 
   /** Caps the distinct node classes so a graph of generated class names cannot blow up the series count. */
   private nodeTypeLabel(type: string): string {
-    const t = type || 'unknown';
-    if (this.nodeTypes.has(t)) return t;
-    if (this.nodeTypes.size >= MAX_NODE_TYPES) return 'other';
-    this.nodeTypes.add(t);
-    return t;
+    return boundedLabel(this.nodeTypes, type || 'unknown', MAX_NODE_TYPES);
+  }
+
+  /** Caps the distinct queue names likewise: a workload names its queues freely. */
+  private queueLabel(queue: string): string {
+    return boundedLabel(this.queueNames, queue, MAX_QUEUES);
   }
 
   private defineAgentMetrics(): void {
@@ -333,4 +346,12 @@ export class AgentMetrics {
       }),
     );
   }
+}
+
+/** `value` while fewer than `max` distinct values were seen (remembered in `seen`), `other` after. */
+function boundedLabel(seen: Set<string>, value: string, max: number): string {
+  if (seen.has(value)) return value;
+  if (seen.size >= max) return 'other';
+  seen.add(value);
+  return value;
 }

@@ -1,28 +1,53 @@
 import { StringDecoder } from 'node:string_decoder';
 
+export interface LineInfo {
+  /** The line was longer than the limit and this is one piece of it. */
+  truncated: boolean;
+  /**
+   * The line ended with a bare carriage return: a progress bar (tqdm and the like) redrawing itself.
+   * Such lines come many times a second; the caller may keep only some of them.
+   */
+  redraw: boolean;
+}
+
 /**
- * Splits a byte stream into lines (LF or CRLF). A line longer than `maxLineLength` characters is
- * emitted in pieces, so a workload printing megabytes without a newline cannot exhaust memory.
+ * Splits a byte stream into lines: LF, CRLF, or a bare CR (progress bars). A line longer than
+ * `maxLineLength` characters is emitted in pieces, so a workload printing megabytes without a line
+ * end cannot exhaust memory.
  */
 export class LineSplitter {
   private readonly decoder = new StringDecoder('utf8');
   private pending = '';
 
   constructor(
-    private readonly onLine: (line: string, truncated: boolean) => void,
-    private readonly maxLineLength = 64 * 1024,
+    private readonly onLine: (line: string, info: LineInfo) => void,
+    private readonly maxLineLength = 16 * 1024,
   ) {}
 
   push(chunk: Buffer | string): void {
     let text = this.pending + (typeof chunk === 'string' ? chunk : this.decoder.write(chunk));
-    let nl: number;
-    while ((nl = text.indexOf('\n')) !== -1) {
-      const line = text.slice(0, nl);
-      text = text.slice(nl + 1);
-      this.emitBounded(line.endsWith('\r') ? line.slice(0, -1) : line);
+    let start = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 10) {
+        this.emitBounded(text.slice(start, i), false);
+        start = i + 1;
+      } else if (c === 13) {
+        // CRLF is one line end; a CR at the very end may be the first half of one, so wait.
+        if (i + 1 === text.length) break;
+        if (text.charCodeAt(i + 1) === 10) {
+          this.emitBounded(text.slice(start, i), false);
+          start = i + 2;
+          i++;
+        } else {
+          this.emitBounded(text.slice(start, i), true);
+          start = i + 1;
+        }
+      }
     }
+    text = text.slice(start);
     while (text.length > this.maxLineLength) {
-      this.onLine(text.slice(0, this.maxLineLength), true);
+      this.onLine(text.slice(0, this.maxLineLength), { truncated: true, redraw: false });
       text = text.slice(this.maxLineLength);
     }
     this.pending = text;
@@ -30,16 +55,18 @@ export class LineSplitter {
 
   /** Emits what is left after the stream ends. */
   end(): void {
-    const rest = this.pending + this.decoder.end();
+    const rest = (this.pending + this.decoder.end()).replace(/\r$/, '');
     this.pending = '';
-    if (rest.length > 0) this.emitBounded(rest);
+    if (rest.length > 0) this.emitBounded(rest, false);
   }
 
-  private emitBounded(line: string): void {
-    for (let i = 0; i < line.length; i += this.maxLineLength) {
-      const piece = line.slice(i, i + this.maxLineLength);
-      this.onLine(piece, line.length > this.maxLineLength);
+  private emitBounded(line: string, redraw: boolean): void {
+    if (line.length <= this.maxLineLength) {
+      this.onLine(line, { truncated: false, redraw });
+      return;
     }
-    if (line.length === 0) this.onLine('', false);
+    for (let i = 0; i < line.length; i += this.maxLineLength) {
+      this.onLine(line.slice(i, i + this.maxLineLength), { truncated: true, redraw });
+    }
   }
 }

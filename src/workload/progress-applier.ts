@@ -27,6 +27,8 @@ export interface ProgressApplierDeps {
 export class ProgressApplier {
   private currentJobId: string | undefined;
   private readonly pending = new Set<Promise<void>>();
+  /** Jobs this workload started that have not ended: all of them fail if it goes away. */
+  private readonly started = new Set<string>();
   private readonly newJobId: () => string;
 
   constructor(private readonly deps: ProgressApplierDeps) {
@@ -42,25 +44,48 @@ export class ProgressApplier {
     switch (event.type) {
       case 'job.start': {
         const id = event.job_id ?? this.newJobId();
-        const job = jobs.upsert({
-          id,
-          queue: event.queue ?? this.deps.defaultQueue,
-          name: event.name,
-          source: this.deps.source,
-          state: 'active',
-          traceId: traceIdOf(event.traceparent),
-        });
-        if (job.state !== 'active') jobs.transition(id, 'active');
-        workflows.begin(
-          id,
-          (event.nodes ?? []).map((n) => ({ id: n.id, type: n.type, display: n.display, parent: n.parent })),
-          event.nodes_total,
-        );
+        const known = jobs.get(id);
+        if (known && known.state !== 'active') {
+          // A finished job cannot start again under the same id: its record and workflow stay as
+          // they ended, and the events that follow are ignored.
+          logger.warn(
+            { job_id: id, data: { state: known.state } },
+            'job.start for a job that already ended; ignored',
+          );
+          return;
+        }
+        if (!known) {
+          jobs.upsert({
+            id,
+            queue: event.queue ?? this.deps.defaultQueue,
+            name: event.name,
+            source: this.deps.source,
+            state: 'active',
+            traceId: traceIdOf(event.traceparent),
+          });
+          workflows.begin(
+            id,
+            (event.nodes ?? []).map((n) => ({
+              id: n.id,
+              type: n.type,
+              display: n.display,
+              parent: n.parent,
+            })),
+            event.nodes_total,
+          );
+          logger.info(
+            {
+              job_id: id,
+              data: {
+                queue: event.queue ?? this.deps.defaultQueue,
+                nodes_total: event.nodes_total ?? event.nodes?.length,
+              },
+            },
+            'job started',
+          );
+        }
+        this.started.add(id);
         this.currentJobId = id;
-        logger.info(
-          { job_id: id, data: { queue: job.queue, nodes_total: event.nodes_total ?? event.nodes?.length } },
-          'job started',
-        );
         return;
       }
       case 'job.progress': {
@@ -159,12 +184,13 @@ export class ProgressApplier {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 
-  /** The workload is gone: a job it left running fails with `reason`. */
+  /** The workload is gone: every job it left running fails with `reason`. */
   abandon(reason: JobFailure): void {
-    const id = this.currentJobId;
-    if (!id) return;
-    const job = this.deps.jobs.get(id);
-    if (job && (job.state === 'active' || job.state === 'queued')) this.finishJob(id, 'failed', reason);
+    for (const id of [...this.started]) {
+      const job = this.deps.jobs.get(id);
+      if (job && (job.state === 'active' || job.state === 'queued')) this.finishJob(id, 'failed', reason);
+    }
+    this.started.clear();
   }
 
   private finishJob(
@@ -179,7 +205,9 @@ export class ProgressApplier {
     if (!jobs.transition(id, status, { failure: status === 'completed' ? undefined : keptFailure, result }))
       return;
     workflows.finish(id, status);
-    if (this.currentJobId === id) this.currentJobId = undefined;
+    this.started.delete(id);
+    // Events without a job id go to the newest job still running, if any.
+    if (this.currentJobId === id) this.currentJobId = [...this.started].pop();
     const job = jobs.get(id);
     const durationMs =
       job?.startedAt !== undefined && job.finishedAt !== undefined

@@ -26,7 +26,10 @@ export interface WorkloadStatus {
 export interface SupervisorDeps {
   command: string[];
   env: NodeJS.ProcessEnv;
+  /** For the agent's own records about the workload (started, exited, killed). */
   logger: Logger;
+  /** For the workload's output lines; bound to `source: "workload"`. */
+  workloadLogger: Logger;
   /** Receives progress-protocol events from the workload's stdout. */
   onEvent: (event: ProtocolEvent) => void;
   /** Correlation fields for a workload line (the job and node running when it was printed). */
@@ -39,6 +42,11 @@ export interface WorkloadExit {
   code: number;
   signal?: string;
 }
+
+/** How long output may still arrive after the workload exited (a grandchild can hold the pipes open). */
+const OUTPUT_GRACE_MS = 1500;
+/** At most one redrawn progress-bar line per stream per this interval becomes a record. */
+const REDRAW_INTERVAL_MS = 1000;
 
 /**
  * Runs the workload as a child in its own process group, turns each output line into a log record
@@ -91,7 +99,7 @@ export class WorkloadSupervisor {
     this.child = child;
     child.once('error', (err) => {
       if (this.st.state === 'starting') this.spawnFailed(err);
-      else logger.error({ source: 'agent', error: err }, 'workload process error');
+      else logger.error({ error: err }, 'workload process error');
     });
     child.once('spawn', () => {
       this.st.state = 'running';
@@ -99,22 +107,42 @@ export class WorkloadSupervisor {
       this.st.startedAt = this.now();
       logger.info({ data: { pid: child.pid, command: this.deps.command } }, 'workload started');
     });
+    const splitters: LineSplitter[] = [];
     for (const stream of ['stdout', 'stderr'] as const) {
-      const splitter = new LineSplitter((line, truncated) => this.onLine(stream, line, truncated));
+      let lastRedraw = -Infinity;
+      const splitter = new LineSplitter((line, info) => {
+        if (info.redraw) {
+          const t = this.now();
+          if (t - lastRedraw < REDRAW_INTERVAL_MS) return;
+          lastRedraw = t;
+        }
+        this.onLine(stream, line, info.truncated);
+      });
+      splitters.push(splitter);
       child[stream]?.on('data', (chunk: Buffer) => splitter.push(chunk));
       child[stream]?.on('end', () => splitter.end());
     }
-    // 'close' waits for the output pipes, so no line printed before exit is lost.
-    child.once('close', (code, signal) => {
+    // The exit is the workload's end, whatever still holds its output pipes (a background grandchild
+    // would keep them open for as long as it lives). Output already written is still read for a
+    // moment, then the pipes are let go.
+    child.once('exit', (code, signal) => {
       const exitCode = code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0);
       this.st.state = 'exited';
       this.st.exitCode = exitCode;
       this.st.signal = signal ?? undefined;
       this.st.exitedAt = this.now();
-      const fields = { data: { pid: child.pid, exit_code: exitCode, signal: signal ?? undefined } };
-      if (exitCode === 0) logger.info(fields, 'workload exited');
-      else logger.warn(fields, 'workload exited with a failure');
-      this.resolveExit({ code: exitCode, signal: signal ?? undefined });
+      const finish = (): void => {
+        clearTimeout(grace);
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        for (const sp of splitters) sp.end();
+        const fields = { data: { pid: child.pid, exit_code: exitCode, signal: signal ?? undefined } };
+        if (exitCode === 0) logger.info(fields, 'workload exited');
+        else logger.warn(fields, 'workload exited with a failure');
+        this.resolveExit({ code: exitCode, signal: signal ?? undefined });
+      };
+      const grace = setTimeout(finish, OUTPUT_GRACE_MS);
+      child.once('close', finish);
     });
   }
 
@@ -122,6 +150,19 @@ export class WorkloadSupervisor {
   signal(signal: NodeJS.Signals): boolean {
     const pid = this.child?.pid;
     if (pid === undefined || this.st.state !== 'running') return false;
+    return this.signalGroup(pid, signal);
+  }
+
+  /**
+   * Kills what is left of the workload's process group: background children it started and did not
+   * wait for. An entrypoint leaves nothing of its workload behind.
+   */
+  killLeftovers(): void {
+    const pid = this.child?.pid;
+    if (pid !== undefined) this.signalGroup(pid, 'SIGKILL');
+  }
+
+  private signalGroup(pid: number, signal: NodeJS.Signals): boolean {
     try {
       process.kill(-pid, signal);
       return true;
@@ -158,6 +199,7 @@ export class WorkloadSupervisor {
   /** Last resort at process exit: kill the group without waiting. */
   kill(): void {
     this.signal('SIGKILL');
+    this.killLeftovers();
   }
 
   private spawnFailed(err: unknown): void {
@@ -176,9 +218,9 @@ export class WorkloadSupervisor {
 
   private onLine(stream: 'stdout' | 'stderr', line: string, truncated: boolean): void {
     if (line.trim() === '') return;
-    const { logger } = this.deps;
+    const logger = this.deps.workloadLogger;
     const ctx = this.deps.context?.() ?? {};
-    const base = { source: 'workload', stream, ...ctx, ...(truncated ? { truncated: true } : {}) };
+    const base = { stream, ...ctx, ...(truncated ? { truncated: true } : {}) };
     if (stream === 'stdout') {
       const parsed = parseProtocolLine(line);
       if (parsed.kind === 'event') {

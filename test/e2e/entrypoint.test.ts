@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ROOT, eventually, http, startAgentProcess, tempDir } from '../helpers/agent.js';
+import { spawn } from 'node:child_process';
+import { CLI, ROOT, eventually, http, startAgentProcess, tempDir } from '../helpers/agent.js';
 import type { AgentProcess, LogRecord } from '../helpers/agent.js';
 import { assertError } from '../helpers/assertions.js';
 import { find, parseExposition } from '../helpers/prom.js';
@@ -55,7 +56,7 @@ describe('entrypoint mode: the agent supervises a workload', function () {
       });
     });
     after(async function () {
-      await agent?.stop('SIGKILL');
+      await agent?.stop();
     });
 
     it('shows the running node and its step while the workload runs', async function () {
@@ -195,9 +196,10 @@ describe('entrypoint mode: the agent supervises a workload', function () {
         args: ['--', process.execPath, WORKLOAD],
       });
       await agent.waitForRecord((rec) => rec.message === 'artifact recorded');
+      await agent.waitForRecord((rec) => rec.message === 'job completed');
     });
     after(async function () {
-      await agent?.stop('SIGKILL');
+      await agent?.stop();
     });
 
     it('keeps the finished workflow: every node completed, 100 percent', async function () {
@@ -277,7 +279,7 @@ describe('entrypoint mode: the agent supervises a workload', function () {
       });
     });
     after(async function () {
-      await agent?.stop('SIGKILL');
+      await agent?.stop();
     });
 
     it('turns /ready to 503 draining, forwards the signal, and exits with the workload code', async function () {
@@ -324,6 +326,68 @@ describe('entrypoint mode: the agent supervises a workload', function () {
       const exit = await agent.exited;
       assert.equal(exit.code, 143);
       assert.ok(agent.records.some((rec) => rec.message === 'second signal; exiting at once'));
+    });
+  });
+
+  describe('workload edge cases', function () {
+    it('ends when the workload exits, even if a background child keeps its output open', async function () {
+      agent = await startAgentProcess({
+        args: ['--', 'bash', '-c', 'sleep 600 & echo started-in-background; exit 3'],
+      });
+      const exit = await agent.exited;
+      assert.equal(exit.code, 3);
+      assert.ok(agent.records.some((r) => r.message === 'started-in-background'));
+    });
+
+    it('keeps about one progress-bar redraw per second, not every one', async function () {
+      const script =
+        "for (let i = 1; i <= 500; i++) process.stderr.write(`\\r${i}/500`); process.stderr.write('\\n');";
+      agent = await startAgentProcess({ args: ['--', process.execPath, '-e', script] });
+      await agent.exited;
+      const bars = agent.records.filter((r) => r.source === 'workload' && /^\d+\/500$/.test(r.message));
+      assert.ok(bars.length >= 1 && bars.length <= 3, `${bars.length} redraw records`);
+      assert.ok(
+        bars.some((r) => r.message === '500/500'),
+        'the finished bar is kept',
+      );
+    });
+
+    it('writes each field once per record, and keeps the debug token from the workload', async function () {
+      const script =
+        "console.log('token=' + (process.env.DEBUG_TOKEN ?? 'none')); console.log(JSON.stringify({ level: 'warn', message: 'structured' }));";
+      agent = await startAgentProcess({
+        env: { DEBUG_TOKEN: 'tok-abcdef0123456789' },
+        args: ['--', process.execPath, '-e', script],
+      });
+      await agent.exited;
+      assert.ok(agent.records.some((r) => r.message === 'token=none'));
+      for (const line of agent.lines) {
+        for (const key of ['source', 'level', 'message', 'job_id', 'pod_id']) {
+          const n = line.split(`"${key}":`).length - 1;
+          // `data` may repeat a key inside it (a JSON line's own "level"); the record's own appears once.
+          const inData = line.includes('"data":{')
+            ? line.slice(line.indexOf('"data":{')).split(`"${key}":`).length - 1
+            : 0;
+          assert.ok(n - inData <= 1, `"${key}" appears ${n - inData} times in ${line.slice(0, 200)}`);
+        }
+      }
+      const agentRecords = agent.records.filter((r) =>
+        ['agent starting', 'listening', 'workload started', 'agent stopped'].includes(r.message),
+      );
+      assert.equal(agentRecords.length, 4);
+      assert.ok(agentRecords.every((r) => r.source === 'agent'));
+    });
+
+    it('still exits with the workload code when nobody reads its stdout any more', async function () {
+      const child = spawn(process.execPath, [CLI, '--', 'bash', '-c', 'sleep 1; exit 4'], {
+        env: { PATH: process.env.PATH ?? '', MOCK_GPU: '1', PORT: '0', HOST: '127.0.0.1' },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      // Read one chunk, then close the pipe, as `| head -c 10` does.
+      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      child.stdout.destroy();
+      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+      assert.equal(code, 4);
     });
   });
 

@@ -17,6 +17,8 @@ export interface AgentProcess {
   proc: ChildProcess;
   /** Every JSON record the agent printed so far. */
   records: LogRecord[];
+  /** The same, as the raw lines printed. */
+  lines: string[];
   stderr: () => string;
   /** Resolves with the first record (already printed or future) that matches. */
   waitForRecord(pred: (r: LogRecord) => boolean, timeoutMs?: number): Promise<LogRecord>;
@@ -73,6 +75,7 @@ export async function startAgentProcess(opts: StartOptions = {}): Promise<AgentP
   });
   running.add(proc);
   const records: LogRecord[] = [];
+  const lines: string[] = [];
   const waiters: { pred: (r: LogRecord) => boolean; resolve: (r: LogRecord) => void }[] = [];
   let buf = '';
   let err = '';
@@ -83,6 +86,7 @@ export async function startAgentProcess(opts: StartOptions = {}): Promise<AgentP
     while ((nl = buf.indexOf('\n')) !== -1) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
+      lines.push(line);
       let rec: LogRecord;
       try {
         rec = JSON.parse(line) as LogRecord;
@@ -143,6 +147,7 @@ export async function startAgentProcess(opts: StartOptions = {}): Promise<AgentP
     port,
     proc,
     records,
+    lines,
     stderr: () => err,
     waitForRecord,
     exited,

@@ -30,7 +30,7 @@ describe('GET /metrics', function () {
       await http(`${agent.url}/nope/raw-url-456`);
     });
     after(async function () {
-      await agent?.stop('SIGKILL');
+      await agent?.stop();
     });
 
     it('passes promtool check metrics', async function () {

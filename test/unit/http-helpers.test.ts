@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { bearerChecker } from '../../src/http/auth.js';
 import { isValidRequestId } from '../../src/http/request-context.js';
 import { parseTraceparent } from '../../src/tracing/traceparent.js';
-import { parseCgroupMemory } from '../../src/host/host-store.js';
+import { cgroupV1MemoryPath, cgroupV2Path, parseCgroupMemory } from '../../src/host/host-store.js';
 
 describe('HTTP helpers', function () {
   it('parses W3C traceparent and ignores invalid ones', function () {
@@ -68,5 +68,14 @@ describe('HTTP helpers', function () {
       usageBytes: 7,
     });
     assert.equal(parseCgroupMemory(2, 'max', 'garbage'), null);
+  });
+
+  it("finds this process's own cgroup, v2 and v1", function () {
+    assert.equal(cgroupV2Path('0::/kubepods/burstable/pod1/abc\n'), '/kubepods/burstable/pod1/abc');
+    assert.equal(cgroupV2Path('0::/\n'), '/');
+    assert.equal(cgroupV2Path('4:memory:/x\n'), undefined);
+    assert.equal(cgroupV1MemoryPath('5:cpu,cpuacct:/a\n4:memory:/docker/123\n0::/\n'), '/docker/123');
+    assert.equal(cgroupV1MemoryPath('4:hugetlb,memory:/k\n'), '/k');
+    assert.equal(cgroupV1MemoryPath('0::/\n'), undefined);
   });
 });

@@ -49,7 +49,7 @@ describe('JobStore', function () {
     const job = store.get('a')!;
     assert.equal(job.attempts, 2);
     assert.equal(job.failure, undefined, 'a retry starts clean');
-    assert.equal(store.activeJobs().length, 1);
+    assert.equal(store.liveJobs().filter((j) => j.state === 'active').length, 1);
   });
 
   it('keeps progress monotonic and only for active jobs', function () {

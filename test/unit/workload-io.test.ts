@@ -24,13 +24,30 @@ describe('workload output', function () {
 
   it('cuts an endless line into bounded pieces', function () {
     const pieces: [number, boolean][] = [];
-    const s = new LineSplitter((l, truncated) => pieces.push([l.length, truncated]), 10);
+    const s = new LineSplitter((l, info) => pieces.push([l.length, info.truncated]), 10);
     s.push('x'.repeat(25));
     s.push('yy\n');
     assert.deepEqual(pieces, [
       [10, true],
       [10, true],
       [7, false],
+    ]);
+  });
+
+  it('ends a line at a bare carriage return, marking it a redraw, and keeps CRLF whole', function () {
+    const lines: [string, boolean][] = [];
+    const s = new LineSplitter((l, info) => lines.push([l, info.redraw]));
+    s.push(' 10%|#         | 3/30\r 20%|##        | 6/30\r');
+    s.push('\n100%|##########| 30/30\r\ndone\r');
+    s.push('\nnext');
+    s.end();
+    assert.deepEqual(lines, [
+      [' 10%|#         | 3/30', true],
+      // CR then LF, even across chunks, is one line end.
+      [' 20%|##        | 6/30', false],
+      ['100%|##########| 30/30', false],
+      ['done', false],
+      ['next', false],
     ]);
   });
 
