@@ -787,6 +787,7 @@ describe('parseNvidiaSmiXml', function () {
       '<html><body>502 Bad Gateway</body></html>',
       '<nvidia_smi_log></nvidia_smi_log><nvidia_smi_log></nvidia_smi_log>',
       '<nvidia_smi_log/><extra/>',
+      '<nvidia_smi_log><gpu><__proto__><uuid>x</uuid></__proto__></gpu></nvidia_smi_log>',
     ]) {
       parseError(() => parseNvidiaSmiXml(text));
     }
