@@ -45,7 +45,7 @@ const REPEATED = new Set([
   'supported_graphics_clock',
 ]);
 
-const parser = new XMLParser({
+const OPTIONS = {
   ignoreAttributes: false,
   attributeNamePrefix: '',
   attributesGroupName: '$',
@@ -58,21 +58,40 @@ const parser = new XMLParser({
   htmlEntities: false,
   ignoreDeclaration: true,
   ignorePiTags: true,
-  isArray: (tagName, _jPath, _isLeafNode, isAttribute) => !isAttribute && REPEATED.has(tagName),
-  tagValueProcessor: (_tagName, value) => decodeXmlEntities(value),
-  attributeValueProcessor: (_name, value) => decodeXmlEntities(value),
-});
+  // Only tag names are matched; path strings would cost time for nothing.
+  jPath: false,
+  isArray: (tagName: string, _path: unknown, _isLeafNode: boolean, isAttribute: boolean) =>
+    !isAttribute && REPEATED.has(tagName),
+  tagValueProcessor: (_tagName: string, value: string) => decodeXmlEntities(value),
+  attributeValueProcessor: (_name: string, value: string) => decodeXmlEntities(value),
+};
+
+const fullParser = new XMLParser(OPTIONS);
+/** Leaves `<supported_clocks>` unparsed: it is most of the text on recent GPUs and static. */
+const lightParser = new XMLParser({ ...OPTIONS, stopNodes: ['..supported_clocks'] });
+
+export interface ParseNvidiaSmiXmlOptions {
+  /**
+   * Parse each GPU's `<supported_clocks>` table into `raw`. The table is static and is most of the
+   * document on recent GPUs (about 90% of a Blackwell's 120 KB), so a poller that runs often can
+   * skip it: the text is still checked, the element is then left out of `raw`, and no device figure
+   * comes from it.
+   * @defaultValue true
+   */
+  supportedClocks?: boolean;
+}
 
 /**
  * Parses `nvidia-smi -q -x` output, from DTD v10 (driver 418) to v13 (590+), into devices. Tags that
  * drivers renamed are read under every name they have had; tags this parser does not know are kept
  * in `raw` and otherwise ignored. Throws `GpuError('parse')` when the text is not such a document.
  */
-export function parseNvidiaSmiXml(text: string): NvidiaSmiXmlReport {
+export function parseNvidiaSmiXml(text: string, options: ParseNvidiaSmiXmlOptions = {}): NvidiaSmiXmlReport {
   assertWellFormedXml(text, WHAT);
+  const supportedClocks = options.supportedClocks ?? true;
   let doc: unknown;
   try {
-    doc = parser.parse(stripBom(text)) as unknown;
+    doc = (supportedClocks ? fullParser : lightParser).parse(stripBom(text)) as unknown;
   } catch (err) {
     throw new GpuError('parse', `${WHAT}: ${err instanceof Error ? err.message : String(err)}`, {
       cause: err,
@@ -83,12 +102,14 @@ export function parseNvidiaSmiXml(text: string): NvidiaSmiXmlReport {
     throw wrongRoot(WHAT, ROOT, roots);
   }
   const log = doc[ROOT];
-  return {
+  if (!supportedClocks)
+    for (const gpu of list(at(log, 'gpu'))) if (isRecord(gpu)) delete gpu['supported_clocks'];
+  return dropUndefined({
     driverVersion: str(log, 'driver_version'),
     cudaVersion: str(log, 'cuda_version'),
     devices: list(at(log, 'gpu')).map(toDevice),
     raw: doc,
-  };
+  });
 }
 
 type XmlObject = Record<string, unknown>;
@@ -131,7 +152,7 @@ function first<T>(parse: (raw: unknown) => T | undefined, candidates: unknown[])
 function toDevice(gpu: unknown, index: number): GpuDevice {
   const device: GpuDevice = {
     // Position in the file, not minor_number: minor_number is N/A on Windows and vGPU guests, and
-    // follows /dev/nvidiaN rather than the order nvidia-smi and CUDA list devices in.
+    // numbers /dev/nvidiaN, which need not follow the order nvidia-smi lists GPUs in (NVML's index).
     index,
     uuid: str(gpu, 'uuid') ?? '',
     name: str(gpu, 'product_name') ?? '',

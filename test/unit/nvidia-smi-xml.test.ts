@@ -712,6 +712,27 @@ describe('parseNvidiaSmiXml', function () {
     assert.equal(migRaw.nvidia_smi_log.gpu[0]!.mig_devices.mig_device.length, 2);
   });
 
+  it('gives the same devices when the supported clocks table is skipped', function () {
+    for (const file of EXPECTED.map((e) => e.file)) {
+      const xml = realFixture(file);
+      const full = parseNvidiaSmiXml(xml);
+      const light = parseNvidiaSmiXml(xml, { supportedClocks: false });
+      assert.deepStrictEqual(light.devices, full.devices, file);
+      const gpus = (light.raw as { nvidia_smi_log: { gpu: Record<string, unknown>[] } }).nvidia_smi_log.gpu;
+      assert.ok(
+        gpus.every((g) => !('supported_clocks' in g)),
+        file,
+      );
+    }
+    const blackwell = parseNvidiaSmiXml(
+      realFixture('nvidia-smi-q-x_rtx-pro-6000-blackwell-maxq_driver-590.44.01_dtd-v13_procs.xml'),
+    );
+    const [gpu] = (
+      blackwell.raw as { nvidia_smi_log: { gpu: { supported_clocks: { supported_mem_clock: unknown[] } }[] } }
+    ).nvidia_smi_log.gpu;
+    assert.ok(gpu!.supported_clocks.supported_mem_clock.length > 1);
+  });
+
   it('parses a minimal document with self-closing and unknown elements', function () {
     const xml = `<?xml version="1.0" ?>
 <nvidia_smi_log>
