@@ -237,7 +237,9 @@ function eccErrors(cells: Cells): GpuDevice['eccErrors'] {
  * names are used instead. Fields the query did not include stay undefined; the memory figures,
  * which `GpuMemory` requires, are NaN when not asked for or not available. A line with a different
  * number of values than fields throws `GpuError('parse')`: the columns would be misread otherwise.
- * `processes` is empty: nvidia-smi lists them apart (see {@link parseComputeAppsCsv}).
+ * `processes` is empty: nvidia-smi lists them apart (see {@link parseComputeAppsCsv}). Likewise
+ * `mig.instances` is empty even when MIG is on: `--query-gpu` has no per-instance fields, only
+ * `nvidia-smi -q -x` (or NVML) lists the instances.
  */
 export function parseQueryGpuCsv(
   text: string,

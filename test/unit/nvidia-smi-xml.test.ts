@@ -771,6 +771,28 @@ describe('parseNvidiaSmiXml', function () {
     ]);
   });
 
+  it('adds up the ECC counters of each layout, and only when ECC is on', function () {
+    const doc = (ecc: string, aggregate: string): string =>
+      `<nvidia_smi_log><gpu><ecc_mode><current_ecc>${ecc}</current_ecc></ecc_mode>` +
+      `<ecc_errors><aggregate>${aggregate}</aggregate></ecc_errors></gpu></nvidia_smi_log>`;
+    const v13 =
+      '<sram_correctable>2</sram_correctable><sram_uncorrectable_parity>1</sram_uncorrectable_parity>' +
+      '<sram_uncorrectable_secded>2</sram_uncorrectable_secded><dram_correctable>5</dram_correctable>' +
+      '<dram_uncorrectable>3</dram_uncorrectable><sram_threshold_exceeded>No</sram_threshold_exceeded>';
+    const v11 =
+      '<sram_correctable>4</sram_correctable><sram_uncorrectable>1</sram_uncorrectable>' +
+      '<dram_correctable>N/A</dram_correctable><dram_uncorrectable>N/A</dram_uncorrectable>';
+    const pascal =
+      '<single_bit><device_memory>3</device_memory><l1_cache>N/A</l1_cache><total>3</total></single_bit>' +
+      '<double_bit><device_memory>1</device_memory><total>1</total></double_bit>';
+    const ecc = (xml: string) => parseNvidiaSmiXml(xml).devices[0]!.eccErrors;
+    assert.deepStrictEqual(ecc(doc('Enabled', v13)), { corrected: 7, uncorrected: 6 });
+    assert.deepStrictEqual(ecc(doc('Enabled', v11)), { corrected: 4, uncorrected: 1 });
+    assert.deepStrictEqual(ecc(doc('Enabled', pascal)), { corrected: 3, uncorrected: 1 });
+    assert.equal(ecc(doc('Disabled', v13)), undefined);
+    assert.equal(ecc(doc('N/A', v13)), undefined);
+  });
+
   it('parses a document with no GPUs, a BOM and CRLF line ends', function () {
     const xml =
       '\uFEFF<?xml version="1.0" ?>\r\n<nvidia_smi_log>\r\n\t<attached_gpus>0</attached_gpus>\r\n</nvidia_smi_log>\r\n';
