@@ -222,7 +222,7 @@ function memoryOf(fb: unknown): GpuMemory {
   return memory;
 }
 
-/** `<power_readings>` until driver 530; `<gpu_power_readings>` (and `<module_power_readings>`) since. */
+/** `<power_readings>` up to the 525 drivers; `<gpu_power_readings>` (and `<module_power_readings>`) from 535. */
 function powerReadings(gpu: unknown): unknown[] {
   return [at(gpu, 'gpu_power_readings'), at(gpu, 'power_readings')];
 }
@@ -243,7 +243,7 @@ function powerDraw(gpu: unknown): number | undefined {
 }
 
 /**
- * The limit the driver enforces: `enforced_power_limit` until v12's rename to `current_power_limit`;
+ * The limit the driver enforces: `enforced_power_limit` up to 525, `current_power_limit` from 535;
  * `power_limit` (the requested one) only when neither is reported.
  */
 function powerLimit(gpu: unknown): number | undefined {
@@ -264,8 +264,8 @@ const REASON_TAG_ALIASES: Readonly<Record<string, string>> = {
 
 /**
  * Active clock event reasons by the shared names. `<clocks_throttle_reasons>` with
- * `clocks_throttle_reason_*` children until driver 530, `<clocks_event_reasons>` with
- * `clocks_event_reason_*` since; a vGPU guest prints the element as plain `N/A`.
+ * `clocks_throttle_reason_*` children up to 525, `<clocks_event_reasons>` with
+ * `clocks_event_reason_*` from 535; a vGPU guest prints the element as plain `N/A`.
  */
 function throttleReasons(gpu: unknown): string[] | undefined {
   const group = at(gpu, 'clocks_event_reasons') ?? at(gpu, 'clocks_throttle_reasons');
@@ -289,8 +289,8 @@ function throttleReasons(gpu: unknown): string[] | undefined {
 
 /**
  * Aggregate (lifetime) ECC error totals, only when ECC is on. Three layouts: per-location
- * `single_bit`/`double_bit` with a `total` (until about driver 470 and on Pascal); `sram_*`/`dram_*`
- * counters since; v13 splits the uncorrectable SRAM count into `_parity` and `_secded`.
+ * `single_bit`/`double_bit` with a `total` (Pascal and older GPUs); `sram_*`/`dram_*` counters
+ * (Turing and newer in the captures); v13 splits the uncorrectable SRAM count into `_parity` and `_secded`.
  */
 function eccErrors(gpu: unknown): GpuDevice['eccErrors'] {
   if (parseEnabled(at(gpu, 'ecc_mode', 'current_ecc')) !== true) return undefined;
