@@ -76,7 +76,10 @@ export function toNodeNvidiaSmiShape(xmlText: string): unknown {
   return { [ROOT]: convert(root.node, ROOT) };
 }
 
-/** fast-xml-parser's order-preserving node: `{ [tagName]: children, ':@'?: attributes }` or `{ '#text': text }`. */
+/**
+ * fast-xml-parser's order-preserving node: `{ [tagName]: children, ':@'?: attributes }` for an
+ * element, `{ '#text': text }` for text.
+ */
 type OrderedNode = Record<string, unknown>;
 
 function elementName(node: unknown): string | undefined {

@@ -222,7 +222,9 @@ function memoryOf(fb: unknown): GpuMemory {
   return memory;
 }
 
-/** `<power_readings>` up to the 525 drivers; `<gpu_power_readings>` (and `<module_power_readings>`) from 535. */
+/**
+ * `<power_readings>` up to the 525 drivers; `<gpu_power_readings>` (beside `<module_power_readings>`) from 535.
+ */
 function powerReadings(gpu: unknown): unknown[] {
   return [at(gpu, 'gpu_power_readings'), at(gpu, 'power_readings')];
 }
@@ -290,7 +292,8 @@ function throttleReasons(gpu: unknown): string[] | undefined {
 /**
  * Aggregate (lifetime) ECC error totals, only when ECC is on. Three layouts: per-location
  * `single_bit`/`double_bit` with a `total` (Pascal and older GPUs); `sram_*`/`dram_*` counters
- * (Turing and newer in the captures); v13 splits the uncorrectable SRAM count into `_parity` and `_secded`.
+ * (Turing and newer in the captures); v13 splits the uncorrectable SRAM count into `_parity` and
+ * `_secded`.
  */
 function eccErrors(gpu: unknown): GpuDevice['eccErrors'] {
   if (parseEnabled(at(gpu, 'ecc_mode', 'current_ecc')) !== true) return undefined;
