@@ -223,7 +223,8 @@ function memoryOf(fb: unknown): GpuMemory {
 }
 
 /**
- * `<power_readings>` up to the 525 drivers; `<gpu_power_readings>` (beside `<module_power_readings>`) from 535.
+ * `<power_readings>` up to the 525 drivers; `<gpu_power_readings>` from 535, beside
+ * `<module_power_readings>`, which is for whole modules such as Grace Hopper.
  */
 function powerReadings(gpu: unknown): unknown[] {
   return [at(gpu, 'gpu_power_readings'), at(gpu, 'power_readings')];
