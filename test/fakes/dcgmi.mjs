@@ -14,7 +14,7 @@
 //   FAKE_DCGMI_XID             XID code to report in field 230, default 0
 //   FAKE_DCGMI_PROFILING       "unsupported" makes profiling ids (1001-1012) fail like a GeForce GPU
 //   FAKE_DCGMI_IGNORE_SIGTERM  "1": survive SIGTERM, like a process stuck in the driver
-//   FAKE_DCGMI_GRANDCHILD_PIDFILE  start a grandchild in the same process group, write its pid there
+//   FAKE_DCGMI_GRANDCHILD_PIDFILE  dmon starts a grandchild in its process group and writes its pid there
 
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -245,6 +245,7 @@ function dmon(args) {
 
   const m = mode();
   if (m === 'exit') failToConnect();
+  startGrandchild();
   if (m === 'hang') return keepAlive();
   if (m === 'garbage') return startGarbage(delayMs);
   const dieAfter = m.startsWith('die-after=') ? Number(m.slice('die-after='.length)) : Infinity;
@@ -320,7 +321,6 @@ function discovery(args) {
 }
 
 if (env.FAKE_DCGMI_IGNORE_SIGTERM === '1') process.on('SIGTERM', () => undefined);
-startGrandchild();
 
 const args = process.argv.slice(2);
 switch (args[0]) {
