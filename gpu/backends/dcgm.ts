@@ -35,6 +35,12 @@ class XidFirstSeen {
   }
 }
 
+/** Command output as one short line, for failure messages and logs. */
+function oneLine(text: string, max = 300): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max)}…` : line;
+}
+
 function abortReason(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
   return reason instanceof Error ? reason : new GpuError('timeout', 'sample aborted');
@@ -550,7 +556,7 @@ export class DcgmiBackend implements GpuBackend {
       if (result.code !== 0) {
         throw new GpuError(
           exitCategory(result.code, result.signal),
-          `dcgmi discovery -l failed: ${result.stdout.trim()} ${result.stderr.trim()}`.trim(),
+          `dcgmi discovery -l failed: ${oneLine(`${result.stdout} ${result.stderr}`)}`,
         );
       }
       const { gpus } = parseDcgmiDiscovery(result.stdout);
@@ -588,6 +594,8 @@ export interface DcgmExporterBackendOptions {
   clock?: Clock;
   logger?: GpuLogger;
 }
+
+const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 
 async function readBounded(res: Response, maxBytes: number): Promise<string> {
   if (!res.body) return '';
@@ -631,7 +639,7 @@ export class DcgmExporterBackend implements GpuBackend {
   constructor(private readonly options: DcgmExporterBackendOptions) {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
-    this.maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
+    this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   }
 
   async sample(signal: AbortSignal): Promise<GpuSample> {
@@ -706,7 +714,7 @@ export async function probeDcgm(options: ProbeDcgmOptions = {}): Promise<ProbeDc
   if (options.exporterUrl) {
     try {
       const res = await fetch(options.exporterUrl, { signal: AbortSignal.timeout(timeoutMs) });
-      const text = res.ok ? await res.text() : '';
+      const text = res.ok ? await readBounded(res, DEFAULT_MAX_BODY_BYTES) : '';
       if (!res.ok) reasons.push(`exporter: ${options.exporterUrl} answered ${res.status}`);
       else if (parseDcgmExporterMetrics(text, 0).sample.devices.length === 0) {
         reasons.push(`exporter: no GPU series at ${options.exporterUrl}`);
@@ -726,9 +734,7 @@ export async function probeDcgm(options: ProbeDcgmOptions = {}): Promise<ProbeDc
         clock: options.clock,
       });
       if (r.code !== 0)
-        reasons.push(
-          `dcgmi: discovery -l exited ${r.code ?? r.signal}: ${r.stderr.trim() || r.stdout.trim()}`,
-        );
+        reasons.push(`dcgmi: discovery -l exited ${r.code ?? r.signal}: ${oneLine(r.stderr || r.stdout)}`);
       else if (parseDcgmiDiscovery(r.stdout).gpus.length === 0)
         reasons.push('dcgmi: discovery -l listed no GPU');
       else return { ok: true, via: 'dcgmi' };
