@@ -3,13 +3,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DcgmiBackend } from '../../gpu/backends/dcgm.js';
 import type { DcgmiBackendOptions } from '../../gpu/backends/dcgm.js';
-import { defaultSpawn } from '../../gpu/backends/dcgmi-process.js';
+import { defaultSpawn, runCommand } from '../../gpu/backends/dcgmi-process.js';
 import type { SpawnFn } from '../../gpu/backends/dcgmi-process.js';
 import { GpuError } from '../../gpu/errors.js';
 import { GpuPoller } from '../../gpu/poller.js';
+import { parseDcgmiDmon } from '../../gpu/parsers/dcgmi-dmon.js';
 import { GpuStore } from '../../gpu/store.js';
 import type { GpuSample } from '../../gpu/types.js';
-import { eventually, tempDir } from '../helpers/agent.js';
+import { ROOT, eventually, tempDir } from '../helpers/agent.js';
 import { FAKE_DCGMI, RecordingLogger, isRunning } from '../helpers/dcgm.js';
 
 const MIB = 1024 * 1024;
@@ -78,6 +79,37 @@ function isGpuError(category: string, message?: RegExp): (err: unknown) => boole
     return true;
   };
 }
+
+describe('the fake dcgmi', function () {
+  this.timeout(30_000);
+
+  it('prints the real capture again for its command line, byte for byte but trailing spaces', async function () {
+    const capture = readFileSync(
+      path.join(ROOT, 'test/fixtures/real/dcgmi-dmon_rtx-2080-ti_driver-590.48.01_dcgm-3.3.5.txt'),
+      'utf8',
+    );
+    const r = await runCommand(
+      FAKE_DCGMI,
+      ['dmon', '-e', '203,204,155,150,310,311,252', '-c', '5', '-d', '1'],
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout.replace(/ +$/gm, ''), capture);
+  });
+
+  it('prints the header again every 14 intervals after the first 15, as dcgmi does', async function () {
+    const r = await runCommand(FAKE_DCGMI, ['dmon', '-e', '203,140', '-c', '31', '-d', '1'], {
+      timeoutMs: 10_000,
+    });
+    const { lines, rows } = parseDcgmiDmon(r.stdout, [203, 140]);
+    const headers = lines.flatMap((l, i) => (l.kind === 'header' ? [i] : []));
+    assert.deepEqual(headers, [0, 17, 33]);
+    assert.equal(rows.length, 31);
+    assert.ok(rows.every((row) => row.values.get(203) === 0 && !row.values.has(140)));
+  });
+});
 
 describe('DcgmiBackend against the fake dcgmi', function () {
   this.timeout(60_000);
