@@ -330,7 +330,10 @@ export const DCGM_PROFILING_FIELD_IDS: readonly number[] = DCGM_FIELDS.filter((f
   f.target.startsWith('profiling.'),
 ).map((f) => f.id);
 
-/** What `dcgmi dmon` watches unless told otherwise: everything `GpuDevice` has room for, but no extras. */
+/**
+ * What `dcgmi dmon` watches unless told otherwise: the readings the agent shows and exports. Each field
+ * is one more watch in the host engine, so the rarely used ones in the table stay opt-in.
+ */
 export const DEFAULT_DMON_FIELD_IDS: readonly number[] = [
   203, 204, 250, 251, 252, 253, 150, 140, 155, 160, 100, 101, 156, 230, 112, 190, 310, 311, 1001, 1002, 1003,
   1004, 1005, 1009, 1010,
