@@ -13,7 +13,7 @@
  *   -DFAKE_NVML_LEGACY     an old driver: no _v2 memory, no _v2/_v3 processes, no clock *event* reasons,
  *                          no nvmlInit_v2/_v2 enumeration, no TemperatureV, no PciInfo_v3, no MIG,
  *                          only the v1 event wait
- *   -DFAKE_NVML_MINIMAL    init, enumeration, name, uuid and v1 memory only
+ *   -DFAKE_NVML_MINIMAL    init, enumeration, name, uuid, v1 memory and nvmlErrorString only
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -201,6 +201,7 @@ typedef struct {
   int hang;
   unsigned int hang_ms;
   char hang_on[256];
+  char hang_marker[512];
   char driver_version[80];
   int cuda_version;
   char unsupported[256];
@@ -346,6 +347,7 @@ static void set_key(fake_state *s, const char *k, char *v) {
   else if (strcmp(k, "hang") == 0) s->hang = (int)num(v);
   else if (strcmp(k, "hang_ms") == 0) s->hang_ms = (unsigned)num(v);
   else if (strcmp(k, "hang_on") == 0) copy(s->hang_on, sizeof s->hang_on, v);
+  else if (strcmp(k, "hang_marker") == 0) copy(s->hang_marker, sizeof s->hang_marker, v);
   else if (strcmp(k, "driver_version") == 0) copy(s->driver_version, sizeof s->driver_version, v);
   else if (strcmp(k, "cuda_version") == 0) s->cuda_version = (int)num(v);
   else if (strcmp(k, "unsupported") == 0) copy(s->unsupported, sizeof s->unsupported, v);
@@ -445,16 +447,27 @@ static long long mono_ms(void) {
 /*
  * `hang=1` blocks every query named in `hang_on` (all queries when it is empty) until the key is
  * cleared, the way a wedged driver holds a thread; `hang_ms=N` delays each such call by N ms instead.
- * A hang gives up after ten minutes so a broken test cannot keep CI waiting for ever.
+ * Each call that starts to hang appends its name to the `hang_marker` file, so a test can wait until
+ * a thread is really stuck rather than guess how long that takes. A hang gives up after ten minutes
+ * so a broken test cannot keep CI waiting for ever.
  */
 static void maybe_hang(const char *fn) {
   long long started = mono_ms();
+  int marked = 0;
   for (;;) {
     pthread_mutex_lock(&mu);
     refresh_locked();
     int applies = st.hang_on[0] == 0 || has_token(st.hang_on, fn);
     int hang = applies && st.hang;
     unsigned delay = applies ? st.hang_ms : 0;
+    if (hang && !marked && st.hang_marker[0]) {
+      FILE *f = fopen(st.hang_marker, "a");
+      if (f) {
+        fprintf(f, "%s\n", fn);
+        fclose(f);
+      }
+      marked = 1;
+    }
     pthread_mutex_unlock(&mu);
     if (!hang) {
       if (delay) sleep_ms(delay);
@@ -565,41 +578,6 @@ EXPORT nvmlReturn_t nvmlShutdown(void) {
   DONE(NVML_SUCCESS);
 }
 
-EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
-  nvmlReturn_t r = enter("nvmlSystemGetDriverVersion");
-  if (r) return r;
-  if (has_token(st.unsupported, "driver_version")) DONE(NVML_ERROR_NOT_SUPPORTED);
-  DONE(copy_string(version, length, st.driver_version));
-}
-
-static nvmlReturn_t cuda_version(int *v) {
-  nvmlReturn_t r = enter("nvmlSystemGetCudaDriverVersion");
-  if (r) return r;
-  if (!v) DONE(NVML_ERROR_INVALID_ARGUMENT);
-  if (has_token(st.unsupported, "cuda_version")) DONE(NVML_ERROR_NOT_SUPPORTED);
-  *v = st.cuda_version;
-  DONE(NVML_SUCCESS);
-}
-EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion(int *v) { return cuda_version(v); }
-#ifndef NO_CUDA_V2
-EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *v) { return cuda_version(v); }
-#endif
-
-EXPORT nvmlReturn_t nvmlSystemGetProcessName(unsigned int pid, char *name, unsigned int length) {
-  nvmlReturn_t r = enter("nvmlSystemGetProcessName");
-  if (r) return r;
-  if (has_token(st.unsupported, "process_name")) DONE(NVML_ERROR_NO_PERMISSION);
-  for (int i = 0; i < st.name_count; i++) {
-    if (st.names[i].pid == pid) {
-      if (!name || length == 0) DONE(NVML_ERROR_INVALID_ARGUMENT);
-      /* The real call crops to `length` rather than failing. */
-      snprintf(name, length, "%s", st.names[i].name);
-      DONE(NVML_SUCCESS);
-    }
-  }
-  DONE(NVML_ERROR_NOT_FOUND);
-}
-
 static nvmlReturn_t device_count(unsigned int *count) {
   nvmlReturn_t r = enter("nvmlDeviceGetCount");
   if (r) return r;
@@ -676,6 +654,42 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v
 #endif
 
 #ifndef NO_OPTIONAL_READINGS
+
+EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
+  nvmlReturn_t r = enter("nvmlSystemGetDriverVersion");
+  if (r) return r;
+  if (has_token(st.unsupported, "driver_version")) DONE(NVML_ERROR_NOT_SUPPORTED);
+  DONE(copy_string(version, length, st.driver_version));
+}
+
+static nvmlReturn_t cuda_version(int *v) {
+  nvmlReturn_t r = enter("nvmlSystemGetCudaDriverVersion");
+  if (r) return r;
+  if (!v) DONE(NVML_ERROR_INVALID_ARGUMENT);
+  if (has_token(st.unsupported, "cuda_version")) DONE(NVML_ERROR_NOT_SUPPORTED);
+  *v = st.cuda_version;
+  DONE(NVML_SUCCESS);
+}
+EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion(int *v) { return cuda_version(v); }
+#ifndef NO_CUDA_V2
+EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *v) { return cuda_version(v); }
+#endif
+
+EXPORT nvmlReturn_t nvmlSystemGetProcessName(unsigned int pid, char *name, unsigned int length) {
+  nvmlReturn_t r = enter("nvmlSystemGetProcessName");
+  if (r) return r;
+  if (has_token(st.unsupported, "process_name")) DONE(NVML_ERROR_NO_PERMISSION);
+  for (int i = 0; i < st.name_count; i++) {
+    if (st.names[i].pid == pid) {
+      if (!name || length == 0) DONE(NVML_ERROR_INVALID_ARGUMENT);
+      /* The real call crops to `length` rather than failing. */
+      snprintf(name, length, "%s", st.names[i].name);
+      DONE(NVML_SUCCESS);
+    }
+  }
+  DONE(NVML_ERROR_NOT_FOUND);
+}
+
 
 static nvmlReturn_t pci_info(nvmlDevice_t device, nvmlPciInfo_t *pci) {
   DEVICE("nvmlDeviceGetPciInfo", "pci");
