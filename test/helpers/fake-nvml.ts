@@ -4,6 +4,7 @@
  *
  * State keys (one `key=value` per line; absent keys take the fake's defaults, one GPU):
  *   device_count, driver_version, cuda_version (e.g. 12040), init_error (an nvmlReturn_t for nvmlInit),
+ *   query_error (an nvmlReturn_t every query answers after a good init, e.g. 9 as if the driver left),
  *   hang=1 (every query, or those named in hang_on=fnA,fnB, blocks until hang is cleared),
  *   hang_ms=N (each such query sleeps N ms), hang_marker=path (each call that starts to hang appends
  *   its name there: see hungCalls), unsupported=driver_version,cuda_version,process_name,

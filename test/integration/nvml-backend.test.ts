@@ -211,6 +211,18 @@ describe('NvmlBackend against the fake libnvidia-ml', function () {
       assert.equal(l4.xidErrors, undefined, 'no XID counts without event monitoring');
     });
 
+    it('skips PCIe throughput, which costs 20 ms per direction inside NVML, when told to', async function () {
+      setFakeNvmlState({ 'gpu0.pcie_tx_kbs': 100, 'gpu0.pcie_rx_kbs': 200 });
+      const b = backend(this, 'modern', { xidEvents: false, pcieThroughput: false });
+      const d = device(await b.sample(never()), 0);
+      assert.deepEqual(d.pcie, {
+        linkGeneration: 4,
+        linkWidth: 16,
+        txBytesPerSecond: undefined,
+        rxBytesPerSecond: undefined,
+      });
+    });
+
     it('binds the newest variant of each versioned call', async function () {
       setFakeNvmlState({});
       const b = backend(this, 'modern', { xidEvents: false });
@@ -296,7 +308,7 @@ describe('NvmlBackend against the fake libnvidia-ml', function () {
       const err = await rejection(b.sample(never()));
       assert.ok(err instanceof GpuError);
       assert.equal(err.category, 'library');
-      assert.match(err.message, /nvmlDeviceGetHandleByIndex\(1\).*GPU is lost/);
+      assert.match(err.message, /nvmlDeviceGetHandleByIndex_v2\(1\) failed: GPU is lost/);
       setFakeNvmlState({ device_count: 2 });
       assert.equal((await b.sample(never())).devices.length, 2, 'the same worker answers the next sample');
     });
@@ -509,6 +521,29 @@ describe('NvmlBackend against the fake libnvidia-ml', function () {
       assert.equal(b.stats().workersStarted, started + 1, 'the recovery ran on a new thread');
     });
 
+    it('lets each caller leave at its own deadline while a hanging init is shared', async function () {
+      clearHungCalls();
+      setFakeNvmlState({ hang: 1, hang_on: 'nvmlDeviceGetCount', hang_marker: HANG_MARKER });
+      const b = backend(this, 'modern', { xidEvents: false });
+      const a = new AbortController();
+      const c = new AbortController();
+      const first = b.sample(a.signal);
+      const second = b.sample(c.signal);
+      await until(() => hungCalls().length === 1, 'init to hang');
+      const reasonC = new GpuError('timeout', 'second deadline');
+      c.abort(reasonC);
+      assert.equal(await rejection(second), reasonC);
+      assert.equal(b.stats().abandonedWorkers, 0, 'the first caller still waits on that thread');
+      const reasonA = new GpuError('timeout', 'first deadline');
+      a.abort(reasonA);
+      assert.equal(await rejection(first), reasonA);
+      assert.equal(b.stats().abandonedWorkers, 1);
+      assert.equal(b.stats().initAttempts, 1, 'one init for both callers');
+      setFakeNvmlState({});
+      await until(() => b.stats().abandonedWorkers === 0, 'the abandoned thread to end');
+      assert.equal((await b.sample(never())).devices.length, 1);
+    });
+
     it('under the real poller: the store goes down on timeouts and up again once the driver answers', async function () {
       setFakeNvmlState({});
       const b = backend(this, 'modern', { maxAbandonedWorkers: 2 });
@@ -593,6 +628,28 @@ describe('NvmlBackend against the fake libnvidia-ml', function () {
       assert.equal(s.devices.length, 1);
       assert.equal(b.stats().initAttempts, 4);
       assert.equal(b.stats().consecutiveInitFailures, 0);
+    });
+
+    it('starts NVML afresh, with backoff, when the driver goes away under a running worker', async function () {
+      setFakeNvmlState({});
+      const clock = new FakeClock();
+      const b = backend(this, 'modern', { clock, initRetryMinMs: 1000, xidEvents: false });
+      await b.sample(never());
+
+      setFakeNvmlState({ query_error: 9 });
+      const err = await rejection(b.sample(never()));
+      assert.ok(err instanceof GpuError);
+      assert.equal(err.category, 'library');
+      assert.match(err.message, /nvmlDeviceGetCount_v2 failed: Driver Not Loaded/);
+      assert.equal(b.stats().consecutiveInitFailures, 1);
+      await until(() => b.stats().liveWorkers === 0, 'the retired worker to exit');
+
+      setFakeNvmlState({});
+      const early = await rejection(b.sample(never()));
+      assert.match(early.message, /next attempt in 1000 ms/);
+      await clock.advance(1000);
+      assert.equal((await b.sample(never())).devices.length, 1);
+      assert.equal(b.stats().initAttempts, 2);
     });
 
     it('rejects with `library` when the library cannot be loaded', async function () {

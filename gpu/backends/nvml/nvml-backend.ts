@@ -48,6 +48,12 @@ export interface NvmlBackendOptions {
    */
   eventWaitTimeoutMs?: number;
   /**
+   * Read PCIe TX/RX throughput. NVML measures each direction over a 20 ms window inside the call, so
+   * this costs about 40 ms of the sample per GPU.
+   * @defaultValue true
+   */
+  pcieThroughput?: boolean;
+  /**
    * How long `close()` waits for each worker to call nvmlShutdown and exit.
    * @defaultValue 2000
    */
@@ -88,6 +94,25 @@ class NvmlWorkerError extends GpuError {
 function abortReason(signal: AbortSignal): Error {
   const r: unknown = signal.reason;
   return r instanceof Error ? r : new GpuError('timeout', 'sample aborted');
+}
+
+/** `p`, or a rejection with the abort reason as soon as `signal` aborts. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    const abort = (): void => reject(abortReason(signal));
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', abort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', abort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
 }
 
 /**
@@ -283,7 +308,8 @@ export class NvmlBackend implements GpuBackend {
 
   private readySampler(signal: AbortSignal): Promise<WorkerLink> {
     if (this.sampler) return Promise.resolve(this.sampler);
-    if (this.starting) return this.starting;
+    // Another sample is starting the worker; wait for it, but leave at this caller's own deadline.
+    if (this.starting) return untilAborted(this.starting, signal);
     const now = this.clock.now();
     if (this.consecutiveInitFailures > 0 && now < this.nextInitAt) {
       const why = this.lastInitError ? errorMessage(this.lastInitError) : 'NVML init failed';
@@ -307,7 +333,11 @@ export class NvmlBackend implements GpuBackend {
   }
 
   private async startSampler(signal: AbortSignal): Promise<WorkerLink> {
-    const link = this.spawn({ role: 'sampler', libraryPath: this.libraryPath });
+    const link = this.spawn({
+      role: 'sampler',
+      libraryPath: this.libraryPath,
+      pcieThroughput: this.options.pcieThroughput ?? true,
+    });
     this.initAttempts++;
     let info: InitInfo;
     try {
@@ -400,6 +430,9 @@ export class NvmlBackend implements GpuBackend {
     this.events = link;
     this.xidState = 'starting';
     link.onMessage = (m) => this.onEvent(m as EventsToMain);
+    link.worker.on('error', (err) =>
+      this.logger.warn({ data: { error: err.message } }, 'NVML event thread failed'),
+    );
     void link.exited.then(() => {
       if (this.events !== link) return;
       this.events = undefined;

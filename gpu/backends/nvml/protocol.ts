@@ -9,6 +9,8 @@ export interface NvmlWorkerData {
   libraryPath: string;
   /** events: how long one nvmlEventSetWait blocks, which bounds how late a stop request is seen. */
   eventWaitTimeoutMs?: number;
+  /** sampler: read PCIe throughput (20 ms per direction per GPU inside NVML). */
+  pcieThroughput?: boolean;
 }
 
 export interface WorkerFailure {
@@ -41,7 +43,7 @@ export interface InitInfo {
 }
 
 export type EventsToMain =
-  | { type: 'events-ready'; monitored: number[]; symbols: Record<string, string | null> }
+  | { type: 'events-ready'; monitored: number[] }
   | { type: 'events-unavailable'; reason: string }
   | { type: 'xid'; device: number; xid: number; gpuInstanceId?: number }
   | { type: 'events-error'; message: string }

@@ -58,15 +58,26 @@ export function procComm(pid: number): string | undefined {
 export interface ReadOptions {
   /** @defaultValue procComm */
   processNameFallback?: (pid: number) => string | undefined;
+  /** @defaultValue true */
+  pcieThroughput?: boolean;
 }
 
 export function readSample(b: NvmlBindings, options: ReadOptions = {}): NvmlReading {
   const count = b.deviceCount();
-  if (!count.ok) throw new NvmlCallError('nvmlDeviceGetCount', count.code, b.errorString(count.code));
+  if (!count.ok) {
+    throw new NvmlCallError(
+      b.symbols.deviceCount ?? 'nvmlDeviceGetCount',
+      count.code,
+      b.errorString(count.code),
+    );
+  }
   const handles: NvmlHandle[] = [];
   for (let i = 0; i < count.value; i++) {
     const h = b.handleByIndex(i);
-    if (!h.ok) throw new NvmlCallError(`nvmlDeviceGetHandleByIndex(${i})`, h.code, b.errorString(h.code));
+    if (!h.ok) {
+      const call = `${b.symbols.handleByIndex ?? 'nvmlDeviceGetHandleByIndex'}(${i})`;
+      throw new NvmlCallError(call, h.code, b.errorString(h.code));
+    }
     handles.push(h.value);
   }
   const names = new Map<number, string>();
@@ -84,7 +95,7 @@ export function readSample(b: NvmlBindings, options: ReadOptions = {}): NvmlRead
     // 12040 → "12.4", NVML_CUDA_DRIVER_VERSION_MAJOR/MINOR.
     cudaVersion:
       cuda === undefined ? undefined : `${Math.floor(cuda / 1000)}.${Math.floor((cuda % 1000) / 10)}`,
-    devices: handles.map((h, index) => readDevice(b, index, h, nameOf)),
+    devices: handles.map((h, index) => readDevice(b, index, h, nameOf, options.pcieThroughput ?? true)),
   };
 }
 
@@ -93,6 +104,7 @@ function readDevice(
   index: number,
   h: NvmlHandle,
   nameOf: (pid: number) => string,
+  pcieThroughput: boolean,
 ): NvmlDeviceReading {
   const memory = value(b.memory(h));
   const utilization = value(b.utilization(h));
@@ -105,8 +117,8 @@ function readDevice(
   const uncorrected = value(b.totalEccErrors(h, NVML_MEMORY_ERROR_TYPE_UNCORRECTED));
   const pstate = value(b.performanceState(h));
   const energyMj = value(b.totalEnergy(h));
-  const tx = value(b.pcieThroughput(h, NVML_PCIE_UTIL_TX_BYTES));
-  const rx = value(b.pcieThroughput(h, NVML_PCIE_UTIL_RX_BYTES));
+  const tx = pcieThroughput ? value(b.pcieThroughput(h, NVML_PCIE_UTIL_TX_BYTES)) : undefined;
+  const rx = pcieThroughput ? value(b.pcieThroughput(h, NVML_PCIE_UTIL_RX_BYTES)) : undefined;
   const pcie = {
     linkGeneration: value(b.pcieLinkGeneration(h)),
     linkWidth: value(b.pcieLinkWidth(h)),

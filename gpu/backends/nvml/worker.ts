@@ -76,7 +76,11 @@ function runSampler(p: NonNullable<typeof parentPort>): void {
       case 'sample': {
         try {
           if (!nvml) throw new Error('sample before init');
-          reply({ type: 'reply', id: m.id, result: { ok: true, value: readSample(nvml) } });
+          reply({
+            type: 'reply',
+            id: m.id,
+            result: { ok: true, value: readSample(nvml, { pcieThroughput: data.pcieThroughput ?? true }) },
+          });
         } catch (err) {
           reply({ type: 'reply', id: m.id, result: failure(err) });
         }
@@ -139,7 +143,7 @@ async function runEvents(p: NonNullable<typeof parentPort>): Promise<void> {
       indexOf.set(h.value, i);
     }
   }
-  post({ type: 'events-ready', monitored: [...indexOf.values()], symbols: nvml.symbols });
+  post({ type: 'events-ready', monitored: [...indexOf.values()] });
   if (indexOf.size === 0) {
     finish(set);
     return;

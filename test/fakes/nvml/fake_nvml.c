@@ -198,6 +198,7 @@ typedef struct {
 typedef struct {
   int device_count;
   int init_error;
+  int query_error;
   int hang;
   unsigned int hang_ms;
   char hang_on[256];
@@ -344,6 +345,7 @@ static void set_key(fake_state *s, const char *k, char *v) {
   }
   if (strcmp(k, "device_count") == 0) s->device_count = (int)num(v);
   else if (strcmp(k, "init_error") == 0) s->init_error = (int)num(v);
+  else if (strcmp(k, "query_error") == 0) s->query_error = (int)num(v);
   else if (strcmp(k, "hang") == 0) s->hang = (int)num(v);
   else if (strcmp(k, "hang_ms") == 0) s->hang_ms = (unsigned)num(v);
   else if (strcmp(k, "hang_on") == 0) copy(s->hang_on, sizeof s->hang_on, v);
@@ -486,6 +488,12 @@ static nvmlReturn_t enter(const char *fn) {
   if (init_refs <= 0) {
     pthread_mutex_unlock(&mu);
     return NVML_ERROR_UNINITIALIZED;
+  }
+  /* `query_error=N`: every query after a good init fails with N, as when the driver is unloaded. */
+  if (st.query_error) {
+    nvmlReturn_t r = st.query_error;
+    pthread_mutex_unlock(&mu);
+    return r;
   }
   return NVML_SUCCESS;
 }
