@@ -552,7 +552,7 @@ describe('NvmlBackend against the fake libnvidia-ml', function () {
         backend: b,
         store,
         intervalMs: 20,
-        sampleTimeoutMs: 200,
+        sampleTimeoutMs: 1000,
         maxBackoffMs: 100,
       });
       let maxLive = 0;
