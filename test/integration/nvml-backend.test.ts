@@ -693,6 +693,18 @@ describe('NvmlBackend against the fake libnvidia-ml', function () {
   });
 
   describe('close', function () {
+    it('returns within its bound while a worker is stuck in the driver', async function () {
+      clearHungCalls();
+      setFakeNvmlState({ hang: 1, hang_on: 'nvmlDeviceGetCount', hang_marker: HANG_MARKER });
+      const b = backend(this, 'modern', { closeTimeoutMs: 100, xidEvents: false });
+      const pending = b.sample(never());
+      await until(() => hungCalls().length === 1, 'init to hang');
+      await b.close();
+      const err = await rejection(pending);
+      assert.ok(err instanceof GpuError);
+      assert.equal(err.category, 'library');
+    });
+
     it('shuts every worker down, is idempotent, and refuses samples after', async function () {
       setFakeNvmlState({});
       const b = backend(this, 'modern');

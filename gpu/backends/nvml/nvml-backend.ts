@@ -233,6 +233,7 @@ export class NvmlBackend implements GpuBackend {
   private readonly closeTimeoutMs: number;
   private sampler: WorkerLink | undefined;
   private starting: Promise<WorkerLink> | undefined;
+  private startingLink: WorkerLink | undefined;
   private readonly abandoned = new Set<WorkerLink>();
   private events: WorkerLink | undefined;
   private eventsSupported = true;
@@ -313,7 +314,9 @@ export class NvmlBackend implements GpuBackend {
     const now = this.clock.now();
     if (this.consecutiveInitFailures > 0 && now < this.nextInitAt) {
       const why = this.lastInitError ? errorMessage(this.lastInitError) : 'NVML init failed';
-      return Promise.reject(new GpuError('library', `${why} (next attempt in ${this.nextInitAt - now} ms)`));
+      return Promise.reject(
+        new GpuError('library', `NVML unavailable: ${why} (next attempt in ${this.nextInitAt - now} ms)`),
+      );
     }
     if (this.abandoned.size >= this.maxAbandoned) {
       return Promise.reject(
@@ -339,10 +342,12 @@ export class NvmlBackend implements GpuBackend {
       pcieThroughput: this.options.pcieThroughput ?? true,
     });
     this.initAttempts++;
+    this.startingLink = link;
     let info: InitInfo;
     try {
       info = await link.request<InitInfo>({ type: 'init' }, signal, () => this.abandon(link));
     } catch (err) {
+      this.startingLink = undefined;
       if (!link.abandoned) {
         this.recordInitFailure(err);
         void this.shutdownWorker(link);
@@ -352,10 +357,9 @@ export class NvmlBackend implements GpuBackend {
       }
       throw err;
     }
-    if (this.closed) {
-      void this.shutdownWorker(link);
-      throw new GpuError('library', 'NVML backend is closed');
-    }
+    this.startingLink = undefined;
+    // close() already asked this worker to shut down.
+    if (this.closed) throw new GpuError('library', 'NVML backend is closed');
     if (this.consecutiveInitFailures > 0 || !this.symbols) {
       this.logger.info(
         {
@@ -527,15 +531,15 @@ export class NvmlBackend implements GpuBackend {
 
   private async shutdownAll(): Promise<void> {
     this.closed = true;
-    const links = [this.sampler, this.events].filter((l): l is WorkerLink => l !== undefined);
+    // A worker still in its init is asked too: its 'close' waits behind the init, within the bound.
+    const links = [this.sampler, this.startingLink, this.events].filter(
+      (l): l is WorkerLink => l !== undefined && !l.abandoned,
+    );
     this.sampler = undefined;
     this.events = undefined;
     if (this.xidState !== 'off') this.xidState = 'stopped';
-    const starting = this.starting;
     for (const link of this.abandoned) void link.worker.terminate();
     await Promise.all(links.map((l) => this.shutdownWorker(l)));
-    // A start in progress shuts its own worker down when it sees `closed`.
-    await starting?.catch(() => undefined);
   }
 }
 
