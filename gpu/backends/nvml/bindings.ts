@@ -195,8 +195,21 @@ const EventData = koffi.struct('nvmlEventData_t', {
   computeInstanceId: 'unsigned int',
 });
 
+/** The struct types as declared to koffi, so their layout can be checked against nvml.h. */
+export const NVML_STRUCTS = {
+  PciInfo,
+  Utilization,
+  Memory,
+  MemoryV2,
+  ProcessInfoV1,
+  ProcessInfoV2,
+  TemperatureV1,
+  FieldValue,
+  EventData,
+} as const;
+
 /** NVML_STRUCT_VERSION(name, ver): the struct's size with the version in the top byte. */
-function structVersion(type: TypeObject, version: number): number {
+export function structVersion(type: TypeObject, version: number): number {
   return (koffi.sizeof(type) | (version << 24)) >>> 0;
 }
 
