@@ -1,0 +1,2 @@
+// Only the main-thread side: bindings.ts loads koffi and belongs to the worker threads.
+export * from './nvml-backend.js';
