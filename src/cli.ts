@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { helpText, loadConfig, splitArgv } from './config.js';
+import { exitImmediately } from './hard-exit.js';
 import { startAgent } from './main.js';
 import { readVersion } from './version.js';
 
@@ -38,6 +39,7 @@ async function run(): Promise<void> {
     return;
   }
   const code = await agent.done;
+  if (agent.hasWedgedThreads()) exitImmediately(code);
   process.exit(code);
 }
 

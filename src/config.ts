@@ -31,6 +31,12 @@ export interface AgentConfig {
   gpuSampleTimeoutMs: number;
   gpuStaleAfterMs: number;
   gpuHistorySize: number;
+  nvmlLibraryPath: string;
+  nvidiaSmiPath: string;
+  nvidiaSmiDetailIntervalMs: number;
+  dcgmiPath: string;
+  dcgmHost: string | undefined;
+  dcgmExporterUrl: string | undefined;
   mockGpuCount: number;
   mockGpuModel: string;
   mockGpuSeed: number;
@@ -134,6 +140,51 @@ export const SETTINGS: readonly Setting[] = [
     defaultText: '600',
     unit: 'samples',
     description: 'GPU samples kept in memory for history views.',
+  },
+  {
+    env: 'NVML_LIBRARY_PATH',
+    flag: 'nvml-library-path',
+    defaultText: 'libnvidia-ml.so.1',
+    unit: 'path or library name',
+    description:
+      'The NVML library the `nvml` backend loads (found through the dynamic linker unless a path).',
+  },
+  {
+    env: 'NVIDIA_SMI_PATH',
+    flag: 'nvidia-smi-path',
+    defaultText: 'nvidia-smi',
+    unit: 'path or command',
+    description: 'The nvidia-smi the `nvidia-smi` backend runs (found on PATH unless a path).',
+  },
+  {
+    env: 'NVIDIA_SMI_DETAIL_INTERVAL_MS',
+    flag: 'nvidia-smi-detail-interval-ms',
+    defaultText: '30000',
+    unit: 'ms',
+    description:
+      'How often the `nvidia-smi` backend takes the full `-q -x` report besides its CSV queries (every sample when MIG is on).',
+  },
+  {
+    env: 'DCGMI_PATH',
+    flag: 'dcgmi-path',
+    defaultText: 'dcgmi',
+    unit: 'path or command',
+    description: 'The dcgmi the `dcgm` backend runs as one long-lived `dcgmi dmon`.',
+  },
+  {
+    env: 'DCGM_HOST',
+    flag: 'dcgm-host',
+    defaultText: "dcgmi's own (localhost:5555)",
+    unit: 'host[:port]',
+    description: 'The DCGM host engine dcgmi talks to.',
+  },
+  {
+    env: 'DCGM_EXPORTER_URL',
+    flag: 'dcgm-exporter-url',
+    defaultText: 'unset',
+    unit: 'URL',
+    description:
+      'A dcgm-exporter `/metrics` URL: when set, the `dcgm` backend reads it instead of running dcgmi.',
   },
   {
     env: 'MOCK_GPU_COUNT',
@@ -398,6 +449,24 @@ export function loadConfig(
       : '3000';
   const gpuStaleAfterMs = get('GPU_STALE_AFTER_MS', intIn(100, 86_400_000), defaultStale);
   const gpuHistorySize = get('GPU_HISTORY_SIZE', intIn(1, 100_000), '600');
+  const nvmlLibraryPath = get('NVML_LIBRARY_PATH', z.string().min(1), 'libnvidia-ml.so.1');
+  const nvidiaSmiPath = get('NVIDIA_SMI_PATH', z.string().min(1), 'nvidia-smi');
+  const nvidiaSmiDetailIntervalMs = get('NVIDIA_SMI_DETAIL_INTERVAL_MS', intIn(0, 86_400_000), '30000');
+  const dcgmiPath = get('DCGMI_PATH', z.string().min(1), 'dcgmi');
+  const dcgmHost = raw.DCGM_HOST === undefined ? undefined : get('DCGM_HOST', printable(256), '');
+  const dcgmExporterUrl =
+    raw.DCGM_EXPORTER_URL === undefined
+      ? undefined
+      : get(
+          'DCGM_EXPORTER_URL',
+          z
+            .string()
+            .refine(
+              (u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol),
+              'must be an http(s) URL',
+            ),
+          '',
+        );
   const mockGpuCount = get('MOCK_GPU_COUNT', intIn(1, 64), '1');
   const mockGpuModel = get('MOCK_GPU_MODEL', mockModel, MOCK_GPU_MODELS[0]?.name ?? '');
   const mockGpuSeed = get('MOCK_GPU_SEED', intIn(0, 2 ** 32 - 1), '1');
@@ -450,6 +519,12 @@ export function loadConfig(
       gpuSampleTimeoutMs: gpuSampleTimeoutMs as number,
       gpuStaleAfterMs: gpuStaleAfterMs as number,
       gpuHistorySize: gpuHistorySize as number,
+      nvmlLibraryPath: nvmlLibraryPath as string,
+      nvidiaSmiPath: nvidiaSmiPath as string,
+      nvidiaSmiDetailIntervalMs: nvidiaSmiDetailIntervalMs as number,
+      dcgmiPath: dcgmiPath as string,
+      dcgmHost,
+      dcgmExporterUrl,
       mockGpuCount: mockGpuCount as number,
       mockGpuModel: mockGpuModel as string,
       mockGpuSeed: mockGpuSeed as number,

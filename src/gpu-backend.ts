@@ -1,4 +1,16 @@
-import { GpuPoller, MockBackend, detectBackend, findMockModel } from '../gpu/index.js';
+import {
+  DcgmExporterBackend,
+  DcgmiBackend,
+  GpuPoller,
+  MockBackend,
+  NvidiaSmiBackend,
+  NvmlBackend,
+  detectBackend,
+  findMockModel,
+  probeDcgm,
+  probeNvidiaSmi,
+  probeNvml,
+} from '../gpu/index.js';
 import type { ActivitySource, BackendCandidate, Detection, GpuBackend, GpuStore } from '../gpu/index.js';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './logging/logger.js';
@@ -6,9 +18,55 @@ import type { Logger } from './logging/logger.js';
 /** How long auto-detection waits for one backend's probe. */
 const PROBE_TIMEOUT_MS = 5000;
 
-/** The real backends auto-detection tries, in order: NVML, DCGM, nvidia-smi. */
-function candidates(_config: AgentConfig): BackendCandidate[] {
-  return [];
+/** The real backends, in the order auto-detection tries them: NVML, DCGM, nvidia-smi. */
+function candidates(config: AgentConfig, logger: Logger): BackendCandidate[] {
+  const gpuLog = logger;
+  let dcgmVia: 'dcgmi' | 'exporter' = config.dcgmExporterUrl ? 'exporter' : 'dcgmi';
+  return [
+    {
+      name: 'nvml',
+      probe: async () => {
+        const r = await probeNvml({ libraryPath: config.nvmlLibraryPath, timeoutMs: PROBE_TIMEOUT_MS - 500 });
+        return r.ok
+          ? { ok: true, detail: `${r.deviceCount} GPU(s), driver ${r.driverVersion ?? 'unknown'}` }
+          : r;
+      },
+      create: () => new NvmlBackend({ libraryPath: config.nvmlLibraryPath, logger: gpuLog }),
+    },
+    {
+      name: 'dcgm',
+      probe: async () => {
+        const r = await probeDcgm({
+          exporterUrl: config.dcgmExporterUrl,
+          dcgmiBinary: config.dcgmiPath,
+          host: config.dcgmHost,
+          timeoutMs: PROBE_TIMEOUT_MS / 2 - 100,
+        });
+        if (!r.ok) return r;
+        dcgmVia = r.via;
+        return { ok: true, detail: `via ${r.via}` };
+      },
+      create: () =>
+        dcgmVia === 'exporter' && config.dcgmExporterUrl
+          ? new DcgmExporterBackend({ url: config.dcgmExporterUrl, logger: gpuLog })
+          : new DcgmiBackend({
+              binary: config.dcgmiPath,
+              host: config.dcgmHost,
+              intervalMs: config.gpuPollIntervalMs,
+              logger: gpuLog,
+            }),
+    },
+    {
+      name: 'nvidia-smi',
+      probe: (signal) => probeNvidiaSmi(signal, config.nvidiaSmiPath),
+      create: () =>
+        new NvidiaSmiBackend({
+          path: config.nvidiaSmiPath,
+          detailIntervalMs: config.nvidiaSmiDetailIntervalMs,
+          logger: gpuLog,
+        }),
+    },
+  ];
 }
 
 /** The backend the configuration asks for: the mock, one named backend, or the first that works. */
@@ -27,16 +85,12 @@ export async function chooseGpuBackend(
     });
     return { backend, attempts: [] };
   }
-  const all = candidates(config);
+  const all = candidates(config, logger);
   if (config.gpuBackend === 'auto') return detectBackend(all, { probeTimeoutMs: PROBE_TIMEOUT_MS, logger });
   // A backend named explicitly is used without probing: if it fails, its samples say why.
   const named = all.find((c) => c.name === config.gpuBackend);
   if (named) return { backend: named.create(), attempts: [] };
-  return {
-    backend: undefined,
-    attempts: [],
-    reason: `GPU backend "${config.gpuBackend}" is not available in this build; set MOCK_GPU=1 to simulate GPUs`,
-  };
+  return { backend: undefined, attempts: [], reason: `unknown GPU backend "${config.gpuBackend}"` };
 }
 
 /**
@@ -86,6 +140,14 @@ export class GpuSource {
       logger: this.logger,
     });
     this.poller.start();
+  }
+
+  /**
+   * Whether a thread is stuck in a driver call: then the process cannot exit normally, as Node waits
+   * for its threads (see exitImmediately).
+   */
+  hasWedgedThreads(): boolean {
+    return this.backend instanceof NvmlBackend && this.backend.stats().abandonedWorkers > 0;
   }
 
   /** Stops polling and closes the backend; waits for a detection in progress. Idempotent. */

@@ -7,6 +7,7 @@ import { ArtifactStore } from './artifacts/artifact-store.js';
 import { redactedConfig } from './config.js';
 import type { AgentConfig } from './config.js';
 import { GpuSource } from './gpu-backend.js';
+import { exitImmediately } from './hard-exit.js';
 import { HostStore, realHostReaders } from './host/host-store.js';
 import { createApp } from './http/app.js';
 import { closeServer, createServer, listen } from './http/server.js';
@@ -43,6 +44,8 @@ export interface RunningAgent {
   shutdown(reason: string, signal?: NodeJS.Signals): Promise<number>;
   /** Resolves with the exit code once the agent has stopped for any reason. */
   done: Promise<number>;
+  /** A GPU driver call is still stuck in a thread: exit with exitImmediately, not process.exit. */
+  hasWedgedThreads(): boolean;
   logger: Logger;
 }
 
@@ -256,21 +259,31 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       workload.kill();
       const code = workload.status().exitCode ?? 128 + (os.constants.signals[signal] ?? 0);
       // At once, but with the records already written given a moment to reach stdout.
-      void (out.close?.(200) ?? Promise.resolve()).then(() => process.exit(code));
+      void (out.close?.(200) ?? Promise.resolve()).then(() =>
+        gpuSource.hasWedgedThreads() ? exitImmediately(code) : process.exit(code),
+      );
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('exit', () => workload.kill());
     process.on('uncaughtException', (err) => {
       logger.fatal({ error: err }, 'uncaught exception; shutting down');
-      void shutdown('uncaught exception').then(() => process.exit(1));
+      void shutdown('uncaught exception').then(() =>
+        gpuSource.hasWedgedThreads() ? exitImmediately(1) : process.exit(1),
+      );
     });
     process.on('unhandledRejection', (reason) => {
       logger.error({ error: reason }, 'unhandled promise rejection');
     });
   }
 
-  return { port: address.port, shutdown, done, logger: rootLogger };
+  return {
+    port: address.port,
+    shutdown,
+    done,
+    logger: rootLogger,
+    hasWedgedThreads: () => gpuSource.hasWedgedThreads(),
+  };
 }
 
 /** The agent's environment as the workload gets it: the debug token stays with the agent. */

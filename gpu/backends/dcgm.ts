@@ -9,8 +9,8 @@ import { parseDcgmiDiscovery } from '../parsers/dcgmi-discovery.js';
 import type { DcgmiDiscoveredGpu } from '../parsers/dcgmi-discovery.js';
 import { silentLogger, systemClock } from '../types.js';
 import type { Clock, GpuBackend, GpuDevice, GpuLogger, GpuSample } from '../types.js';
-import { defaultSpawn, exitCategory, runCommand, signalGroup } from './dcgmi-process.js';
-import type { SpawnFn } from './dcgmi-process.js';
+import { defaultSpawn, exitCategory, runProcess, signalGroup } from '../process.js';
+import type { SpawnFn } from '../process.js';
 
 /**
  * Remembers when each GPU's XID code was first seen, since DCGM reports the newest code but not its
@@ -543,7 +543,7 @@ export class DcgmiBackend implements GpuBackend {
     const abort = new AbortController();
     this.discoveryAbort = abort;
     try {
-      const result = await runCommand(this.binary, ['discovery', '-l', ...this.hostArgs()], {
+      const result = await runProcess(this.binary, ['discovery', '-l', ...this.hostArgs()], {
         timeoutMs: this.discoveryTimeoutMs,
         signal: abort.signal,
         env: this.options.env,
@@ -727,7 +727,7 @@ export async function probeDcgm(options: ProbeDcgmOptions = {}): Promise<ProbeDc
   if (binary !== false) {
     try {
       const args = ['discovery', '-l', ...(options.host ? ['--host', options.host] : [])];
-      const r = await runCommand(binary, args, {
+      const r = await runProcess(binary, args, {
         timeoutMs,
         env: options.env,
         spawn: options.spawn,

@@ -11,7 +11,8 @@ import type { LevelName } from '../logging/levels.js';
 import type { LogRing } from '../logging/log-ring.js';
 import type { AgentMetrics } from '../metrics/registry.js';
 import { buildArtifactsView } from '../views/artifacts.js';
-import { buildGpuView } from '../views/gpu.js';
+import { buildGpuView, nvidiaSmiDetailOf } from '../views/gpu.js';
+import { toNodeNvidiaSmiShape } from '../../gpu/index.js';
 import { buildMemoryView } from '../views/memory.js';
 import { readiness, statusJson, workloadView } from '../views/status.js';
 import type { StatusDeps } from '../views/status.js';
@@ -123,8 +124,27 @@ export function createApp(deps: AppDeps): express.Express {
       .json({ status: r.status, checks: r.checks, version: deps.version });
   });
 
-  route(['get'], ['/debug/gpu'], (_req, res) => {
-    noStore(res).json(buildGpuView(deps.gpu, deps.now()));
+  route(['get'], ['/debug/gpu'], (req, res) => {
+    const format = oneOf(req, 'format', ['agent', 'node-nvidia-smi'] as const, 'agent');
+    const history = oneOf(req, 'history', ['true', 'false', '1', '0'] as const, 'false');
+    if (format === 'node-nvidia-smi') {
+      // node-nvidia-smi's JSON, built from the newest `-q -x` report the backend took: no nvidia-smi
+      // run happens for the request.
+      const detail = nvidiaSmiDetailOf(deps.gpu.latest());
+      if (!detail) {
+        throw new HttpError(
+          404,
+          'DETAIL_NOT_AVAILABLE',
+          `the ${deps.gpu.backend} backend takes no nvidia-smi report`,
+          {
+            backend: deps.gpu.backend,
+          },
+        );
+      }
+      noStore(res).json(toNodeNvidiaSmiShape(detail.xml));
+      return;
+    }
+    noStore(res).json(buildGpuView(deps.gpu, deps.now(), history === 'true' || history === '1'));
   });
 
   route(['get'], ['/debug/workflow'], (req, res) => {

@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   UNAUTHORIZED: 'Send the debug token as `Authorization: Bearer <DEBUG_TOKEN>`.',
   JOB_NOT_FOUND: 'No job with this id is running or in the recent history (JOB_HISTORY_SIZE bounds it).',
   ARTIFACT_NOT_FOUND: 'The job has no artifact of this name.',
+  DETAIL_NOT_AVAILABLE:
+    'Only the nvidia-smi backend takes nvidia-smi reports; the agent never runs a tool for a request.',
   INVALID_ARTIFACT_PATH:
     'Artifact names are relative paths inside the job; absolute paths, "..", and links out are refused.',
   BAD_REQUEST: 'The request is not valid HTTP.',

@@ -1,10 +1,10 @@
-import type { GpuDevice, GpuSourceStatus, GpuStore } from '../../gpu/index.js';
+import type { GpuDevice, GpuSample, GpuSourceStatus, GpuStore, NvidiaSmiDetail } from '../../gpu/index.js';
 
 const MIB = 1024 * 1024;
 
 /** Bytes to MiB, the unit nvidia-smi shows and `_mb` fields carry. */
 export function toMiB(bytes: number | undefined): number | null {
-  return bytes === undefined ? null : Math.round(bytes / MIB);
+  return bytes === undefined || !Number.isFinite(bytes) ? null : Math.round(bytes / MIB);
 }
 
 /** Undefined readings become JSON null (unsupported), never 0. */
@@ -102,14 +102,40 @@ export function gpuSourceView(s: GpuSourceStatus) {
   };
 }
 
-/** `GET /debug/gpu`: the full newest reading and the source's health. */
-export function buildGpuView(gpu: GpuStore, now: number) {
+/** The newest nvidia-smi `-q -x` report a sample carries, if its backend takes one. */
+export function nvidiaSmiDetailOf(sample: GpuSample | undefined): NvidiaSmiDetail | undefined {
+  const d = sample?.detail;
+  if (d?.format !== 'nvidia-smi-xml' || typeof d.data !== 'object' || d.data === null) return undefined;
+  return d.data as NvidiaSmiDetail;
+}
+
+/**
+ * `GET /debug/gpu`: the full newest reading and the source's health, plus everything nvidia-smi's
+ * own report said when the backend takes one (`nvidia_smi`).
+ */
+export function buildGpuView(gpu: GpuStore, now: number, history = false) {
   const sample = gpu.latest();
+  const detail = nvidiaSmiDetailOf(sample);
   return {
     ...gpuSourceView(gpu.status(now)),
     taken_at: iso(sample?.takenAt),
     driver_version: orNull(sample?.driverVersion),
     cuda_version: orNull(sample?.cudaVersion),
     devices: sample?.devices.map(gpuDetail) ?? [],
+    nvidia_smi: detail ? { taken_at: iso(detail.takenAt), report: detail.report.raw } : null,
+    ...(history
+      ? {
+          history: gpu.history().map((h) => ({
+            taken_at: iso(h.takenAt),
+            devices: h.devices.map((p) => ({
+              index: p.index,
+              utilization_percent: orNull(p.gpuPercent),
+              memory_used_mb: toMiB(p.memoryUsedBytes),
+              power_w: orNull(p.powerW),
+              temperature_c: orNull(p.temperatureC),
+            })),
+          })),
+        }
+      : {}),
   };
 }

@@ -107,17 +107,56 @@ describe('GPU source faults', function () {
     });
   });
 
-  describe('no GPU backend on this machine', function () {
-    it('starts anyway, reports why, and /ready is degraded', async function () {
-      const agent = await startAgentProcess({ env: { MOCK_GPU: '', GPU_BACKEND: 'nvml' } });
+  describe('no GPU on this machine', function () {
+    const missing = {
+      MOCK_GPU: '',
+      NVML_LIBRARY_PATH: '/nonexistent/libnvidia-ml.so.1',
+      NVIDIA_SMI_PATH: '/nonexistent/nvidia-smi',
+      DCGMI_PATH: '/nonexistent/dcgmi',
+    };
+
+    it('auto-detection tries every backend, never the mock, and /ready says why', async function () {
+      const agent = await startAgentProcess({ env: { ...missing, GPU_BACKEND: 'auto' } });
       try {
-        const r = await http<Ready>(`${agent.url}/ready`);
+        const r = await eventually(async () => {
+          const res = await http<Ready>(`${agent.url}/ready`);
+          return res.body.checks.gpu.status === 'failing' ? res : undefined;
+        });
         assert.equal(r.status, 503);
         assert.equal(r.body.status, 'degraded');
-        assert.equal(r.body.checks.gpu.status, 'failing');
-        const gpu = await http<{ backend: string; unavailable_reason: string }>(`${agent.url}/debug/gpu`);
+        assert.match(r.body.checks.gpu.reason ?? '', /nvml: .*; dcgm: .*; nvidia-smi: /);
+        const gpu = await http<{ backend: string; unavailable_reason: string; devices: unknown[] }>(
+          `${agent.url}/debug/gpu`,
+        );
         assert.equal(gpu.body.backend, 'none');
-        assert.match(gpu.body.unavailable_reason, /nvml/);
+        assert.deepEqual(gpu.body.devices, []);
+        const tried = agent.records.filter((x) => x.message === 'gpu backend not available');
+        assert.deepEqual(
+          tried.map((x) => (x.data as { name: string }).name),
+          ['nvml', 'dcgm', 'nvidia-smi'],
+        );
+        assert.ok(agent.records.some((x) => x.message === 'no GPU backend' && x.level === 'error'));
+        const status = await http<{ gpu_backend: string; status: string }>(`${agent.url}/debug/status`);
+        assert.equal(status.body.gpu_backend, 'none');
+        assert.equal(status.body.status, 'degraded');
+      } finally {
+        await agent.stop();
+      }
+    });
+
+    it('a backend named explicitly is used as asked, and its failures are reported', async function () {
+      const agent = await startAgentProcess({ env: { ...missing, GPU_BACKEND: 'nvml' } });
+      try {
+        const r = await eventually(async () => {
+          const res = await http<Ready>(`${agent.url}/ready`);
+          return res.body.checks.gpu.status === 'failing' ? res : undefined;
+        });
+        assert.equal(r.status, 503);
+        const gpu = await http<{ backend: string; last_failure: { category: string } | null }>(
+          `${agent.url}/debug/gpu`,
+        );
+        assert.equal(gpu.body.backend, 'nvml');
+        assert.equal(gpu.body.last_failure?.category, 'library');
       } finally {
         await agent.stop();
       }

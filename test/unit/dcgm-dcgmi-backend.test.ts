@@ -3,8 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DcgmiBackend } from '../../gpu/backends/dcgm.js';
 import type { DcgmiBackendOptions } from '../../gpu/backends/dcgm.js';
-import { defaultSpawn, runCommand } from '../../gpu/backends/dcgmi-process.js';
-import type { SpawnFn } from '../../gpu/backends/dcgmi-process.js';
+import { defaultSpawn, runProcess } from '../../gpu/process.js';
+import type { SpawnFn } from '../../gpu/process.js';
 import { GpuError } from '../../gpu/errors.js';
 import { GpuPoller } from '../../gpu/poller.js';
 import { parseDcgmiDmon } from '../../gpu/parsers/dcgmi-dmon.js';
@@ -88,7 +88,7 @@ describe('the fake dcgmi', function () {
       path.join(ROOT, 'test/fixtures/real/dcgmi-dmon_rtx-2080-ti_driver-590.48.01_dcgm-3.3.5.txt'),
       'utf8',
     );
-    const r = await runCommand(
+    const r = await runProcess(
       FAKE_DCGMI,
       ['dmon', '-e', '203,204,155,150,310,311,252', '-c', '5', '-d', '1'],
       {
@@ -100,7 +100,7 @@ describe('the fake dcgmi', function () {
   });
 
   it('prints the header again every 14 intervals after the first 15, as dcgmi does', async function () {
-    const r = await runCommand(FAKE_DCGMI, ['dmon', '-e', '203,140', '-c', '31', '-d', '1'], {
+    const r = await runProcess(FAKE_DCGMI, ['dmon', '-e', '203,140', '-c', '31', '-d', '1'], {
       timeoutMs: 10_000,
     });
     const { lines, rows } = parseDcgmiDmon(r.stdout, [203, 140]);
