@@ -11,8 +11,10 @@ export interface PollerOptions {
   /** A sample still running after this is aborted and counted as a `timeout` failure. */
   sampleTimeoutMs: number;
   /**
-   * Upper bound of the wait after consecutive failures (it doubles from `intervalMs`).
-   * @defaultValue max(30 000, intervalMs)
+   * Upper bound of the wait after consecutive failures (it doubles from `intervalMs`). Kept small by
+   * default: a backend that answers again must be read within two intervals, and each attempt is
+   * already bounded by its deadline, so waiting longer saves little.
+   * @defaultValue 2 × intervalMs
    */
   maxBackoffMs?: number;
   /** @defaultValue 60 000 — one INFO summary per window, so a silent source is still visible. */
@@ -61,7 +63,7 @@ export class GpuPoller {
   constructor(private readonly options: PollerOptions) {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
-    this.maxBackoffMs = options.maxBackoffMs ?? Math.max(30_000, options.intervalMs);
+    this.maxBackoffMs = options.maxBackoffMs ?? 2 * options.intervalMs;
     this.summaryIntervalMs = options.summaryIntervalMs ?? 60_000;
   }
 

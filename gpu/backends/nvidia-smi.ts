@@ -206,9 +206,10 @@ export class NvidiaSmiBackend implements GpuBackend {
  * process types, PCIe throughput): the CSV value wins wherever it has one, as it is the newer.
  */
 function fillFrom(d: GpuDevice, reportDevices: readonly GpuDevice[]): GpuDevice {
-  const r =
-    reportDevices.find((x) => x.uuid !== '' && x.uuid === d.uuid) ??
-    reportDevices.find((x) => x.index === d.index);
+  // By UUID; by position only when the CSV did not give one, so two GPUs can never be mixed up.
+  const r = d.uuid
+    ? reportDevices.find((x) => x.uuid === d.uuid)
+    : reportDevices.find((x) => x.index === d.index);
   if (!r) return d;
   const out: GpuDevice = { ...r, ...stripUndefined(d) };
   out.memory = { ...r.memory, ...stripUndefined(d.memory) };
