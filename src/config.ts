@@ -16,6 +16,8 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const GPU_BACKEND_CHOICES = ['auto', 'nvml', 'nvidia-smi', 'dcgm', 'mock'] as const;
 export type GpuBackendChoice = (typeof GPU_BACKEND_CHOICES)[number];
+export const JOB_RUNNER_CHOICES = ['command', 'noop', 'none'] as const;
+export type JobRunnerChoice = (typeof JOB_RUNNER_CHOICES)[number];
 const MOCK_FAULT_KINDS = ['none', 'hang', 'error', 'na'] as const;
 
 export interface AgentConfig {
@@ -52,6 +54,20 @@ export interface AgentConfig {
   gpuMetricsDcgmCompat: boolean;
   gpuMetricsMaxProcesses: number;
   hostRefreshIntervalMs: number;
+  /** Redis of the job queue; unset: no queue. */
+  redisUrl: string | undefined;
+  queueName: string;
+  /** BullMQ key prefix. */
+  queuePrefix: string;
+  /** What runs each job: a command per job, or nothing (the agent only follows the queue). */
+  jobRunner: JobRunnerChoice;
+  /** Run through `/bin/sh -c` per job by the `command` runner. */
+  jobCommand: string | undefined;
+  workerConcurrency: number;
+  jobLockDurationMs: number;
+  jobProgressIntervalMs: number;
+  jobKeepLogs: number;
+  queueRefreshIntervalMs: number;
   /** The workload command given after `--`; empty in sidecar mode. */
   workload: string[];
 }
@@ -299,6 +315,84 @@ export const SETTINGS: readonly Setting[] = [
     unit: 'ms',
     description: 'How often host and cgroup memory figures are read for `/debug/memory`.',
   },
+  {
+    env: 'REDIS_URL',
+    flag: 'redis-url',
+    defaultText: 'unset',
+    unit: 'redis[s]://[user:password@]host[:port][/db]',
+    secret: true,
+    description:
+      'Redis of the BullMQ queue. Unset: no queue (`/debug/queue` says so). Its password never appears in logs or `/debug/config`.',
+  },
+  {
+    env: 'QUEUE_NAME',
+    flag: 'queue-name',
+    defaultText: 'jobs',
+    unit: 'name',
+    description: 'The BullMQ queue this pod works on or follows.',
+  },
+  {
+    env: 'QUEUE_PREFIX',
+    flag: 'queue-prefix',
+    defaultText: 'bull',
+    unit: 'key prefix',
+    description: "BullMQ's key prefix; producers and workers of one queue must use the same.",
+  },
+  {
+    env: 'JOB_RUNNER',
+    flag: 'job-runner',
+    defaultText: '`command` when `JOB_COMMAND` is set, else `none`',
+    unit: 'command, noop, none',
+    description:
+      '`command`: this pod is a BullMQ worker and runs `JOB_COMMAND` per job; `none`: it only follows the queue (the workload is the worker); `noop`: completes each job at once (for benchmarks and queue plumbing checks).',
+  },
+  {
+    env: 'JOB_COMMAND',
+    flag: 'job-command',
+    defaultText: 'unset',
+    unit: 'shell command',
+    description:
+      'Run with `/bin/sh -c` for each job: the job data as JSON on stdin, `JOB_ID`, `JOB_QUEUE`, `JOB_ATTEMPT` and `TRACEPARENT` in its environment, progress events on stdout.',
+  },
+  {
+    env: 'WORKER_CONCURRENCY',
+    flag: 'worker-concurrency',
+    defaultText: '1',
+    unit: 'jobs',
+    description: 'Jobs this pod runs at once.',
+  },
+  {
+    env: 'JOB_LOCK_DURATION_MS',
+    flag: 'job-lock-duration-ms',
+    defaultText: '30000',
+    unit: 'ms',
+    description:
+      "BullMQ's job lock: renewed every half of it while a job runs; a pod that stops renewing (crashed, cut off from Redis) loses its job to another after this long.",
+  },
+  {
+    env: 'JOB_PROGRESS_INTERVAL_MS',
+    flag: 'job-progress-interval-ms',
+    defaultText: '500',
+    unit: 'ms',
+    description:
+      'Least time between two `job.updateProgress` writes of one job (the last value is never lost).',
+  },
+  {
+    env: 'JOB_KEEP_LOGS',
+    flag: 'job-keep-logs',
+    defaultText: '1000',
+    unit: 'lines per job',
+    description:
+      "The job's output lines kept in BullMQ's job log (`job.log`) when the job's own `keepLogs` option is unset; 0 writes none.",
+  },
+  {
+    env: 'QUEUE_REFRESH_INTERVAL_MS',
+    flag: 'queue-refresh-interval-ms',
+    defaultText: '2000',
+    unit: 'ms',
+    description:
+      'How often the queue counts, worker count and Redis latency of `/debug/queue` are read from Redis.',
+  },
 ];
 
 export type ConfigResult = { ok: true; config: AgentConfig } | { ok: false; errors: string[] };
@@ -356,6 +450,12 @@ const printable = (max: number) =>
     .string()
     .max(max, `must be at most ${max} characters`)
     .regex(/^[\x21-\x7e]+$/, 'must be visible ASCII characters without spaces');
+
+/** A queue name or key prefix: BullMQ joins them with `:`, so they must not contain one. */
+const queueKeyPart = z
+  .string()
+  .max(200, 'must be at most 200 characters')
+  .regex(/^[\x21-\x39\x3b-\x7e]+$/, 'must be visible ASCII characters without spaces or ":"');
 
 /** Splits argv at `--`: agent flags before, the workload command after. */
 export function splitArgv(argv: readonly string[]): { agentArgs: string[]; workload: string[] } {
@@ -489,6 +589,28 @@ export function loadConfig(
   const gpuMetricsDcgmCompat = get('GPU_METRICS_DCGM_COMPAT', bool, 'false');
   const gpuMetricsMaxProcesses = get('GPU_METRICS_MAX_PROCESSES', intIn(0, 1000), '10');
   const hostRefreshIntervalMs = get('HOST_REFRESH_INTERVAL_MS', intIn(100, 3_600_000), '5000');
+  const redisUrl =
+    raw.REDIS_URL === undefined
+      ? undefined
+      : get(
+          'REDIS_URL',
+          z
+            .string()
+            .refine(
+              (u) => URL.canParse(u) && /^rediss?:$/.test(new URL(u).protocol) && new URL(u).hostname !== '',
+              'must be a redis:// or rediss:// URL with a host',
+            ),
+          '',
+        );
+  const queueName = get('QUEUE_NAME', queueKeyPart, 'jobs');
+  const queuePrefix = get('QUEUE_PREFIX', queueKeyPart, 'bull');
+  const jobCommand = raw.JOB_COMMAND === undefined ? undefined : get('JOB_COMMAND', z.string().min(1), '');
+  const jobRunner = get('JOB_RUNNER', oneOf(JOB_RUNNER_CHOICES), jobCommand ? 'command' : 'none');
+  const workerConcurrency = get('WORKER_CONCURRENCY', intIn(1, 256), '1');
+  const jobLockDurationMs = get('JOB_LOCK_DURATION_MS', intIn(1000, 3_600_000), '30000');
+  const jobProgressIntervalMs = get('JOB_PROGRESS_INTERVAL_MS', intIn(0, 600_000), '500');
+  const jobKeepLogs = get('JOB_KEEP_LOGS', intIn(0, 1_000_000), '1000');
+  const queueRefreshIntervalMs = get('QUEUE_REFRESH_INTERVAL_MS', intIn(100, 3_600_000), '2000');
 
   if (mockGpu && gpuBackend !== undefined && gpuBackend !== 'auto' && gpuBackend !== 'mock') {
     errors.push(`MOCK_GPU: conflicts with GPU_BACKEND=${gpuBackend} (unset one of them)`);
@@ -502,6 +624,15 @@ export function loadConfig(
     errors.push('GPU_STALE_AFTER_MS: must not be shorter than GPU_SAMPLE_TIMEOUT_MS');
   }
   if (workload.length === 0 && argv.includes('--')) errors.push('--: no workload command after it');
+  if (jobRunner === 'command' && !jobCommand) errors.push('JOB_RUNNER: `command` needs JOB_COMMAND');
+  if (jobRunner !== undefined && raw.JOB_RUNNER !== undefined && raw.REDIS_URL === undefined) {
+    errors.push('JOB_RUNNER: needs REDIS_URL (the queue to take jobs from)');
+  } else if (jobCommand && raw.REDIS_URL === undefined) {
+    errors.push('JOB_COMMAND: needs REDIS_URL (the queue to take jobs from)');
+  }
+  if (jobCommand && jobRunner === 'none' && raw.JOB_RUNNER !== undefined) {
+    errors.push('JOB_COMMAND: set, but JOB_RUNNER=none never runs it');
+  }
 
   if (errors.length > 0) return { ok: false, errors };
   const backend = mockGpu ? 'mock' : (gpuBackend as GpuBackendChoice);
@@ -540,6 +671,16 @@ export function loadConfig(
       gpuMetricsDcgmCompat: gpuMetricsDcgmCompat as boolean,
       gpuMetricsMaxProcesses: gpuMetricsMaxProcesses as number,
       hostRefreshIntervalMs: hostRefreshIntervalMs as number,
+      redisUrl,
+      queueName: queueName as string,
+      queuePrefix: queuePrefix as string,
+      jobRunner: jobRunner as JobRunnerChoice,
+      jobCommand,
+      workerConcurrency: workerConcurrency as number,
+      jobLockDurationMs: jobLockDurationMs as number,
+      jobProgressIntervalMs: jobProgressIntervalMs as number,
+      jobKeepLogs: jobKeepLogs as number,
+      queueRefreshIntervalMs: queueRefreshIntervalMs as number,
       workload,
     },
   };
@@ -556,6 +697,7 @@ export function redactedConfig(config: AgentConfig): Record<string, unknown> {
     out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
   }
   out.debug_token = config.debugToken === undefined ? null : '[redacted]';
+  out.redis_url = config.redisUrl === undefined ? null : redactUrl(config.redisUrl);
   return out;
 }
 
@@ -576,4 +718,15 @@ export function helpText(): string {
   }
   lines.push('', '  --help     this text', '  --version  print the version');
   return lines.join('\n');
+}
+
+/** A URL with its password replaced, for logs and views. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = 'redacted';
+    return u.toString();
+  } catch {
+    return '[unparseable URL]';
+  }
 }

@@ -18,7 +18,13 @@ import { createLogger, stdoutSink } from './logging/logger.js';
 import type { LineSink, Logger } from './logging/logger.js';
 import { AgentMetrics } from './metrics/registry.js';
 import { readVersion } from './version.js';
+import { CommandRunner } from './queue/command-runner.js';
+import { QueueMonitor } from './queue/queue-monitor.js';
+import { QueueObserver } from './queue/queue-observer.js';
+import { QueueWorker } from './queue/queue-worker.js';
+import { NoopRunner } from './queue/runner.js';
 import { disabledQueue } from './views/queue.js';
+import type { QueueView } from './views/queue.js';
 import { readiness } from './views/status.js';
 import { WorkflowStore } from './workflow/workflow-store.js';
 import { ProgressApplier } from './workload/progress-applier.js';
@@ -140,8 +146,55 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   });
   const gpuSource = new GpuSource(config, gpu, activity, rootLogger.child({ source: 'gpu' }));
 
+  // Queue: a worker running each job, or an observer following a queue the workload works on.
+  let metricsInvalidate = (): void => undefined;
+  const queueLogger = rootLogger.child({ source: 'queue' });
+  let monitor: QueueMonitor | undefined;
+  let queueWorker: QueueWorker | undefined;
+  let observer: QueueObserver | undefined;
+  if (config.redisUrl) {
+    const q = { url: config.redisUrl, queueName: config.queueName, prefix: config.queuePrefix };
+    monitor = new QueueMonitor({
+      ...q,
+      refreshIntervalMs: config.queueRefreshIntervalMs,
+      jobs,
+      workflows,
+      logger: queueLogger,
+      now,
+      onChange: () => metricsInvalidate(),
+    });
+    if (config.jobRunner !== 'none') {
+      queueWorker = new QueueWorker({
+        ...q,
+        concurrency: config.workerConcurrency,
+        lockDurationMs: config.jobLockDurationMs,
+        progressIntervalMs: config.jobProgressIntervalMs,
+        keepLogs: config.jobKeepLogs,
+        runner:
+          config.jobRunner === 'noop'
+            ? new NoopRunner()
+            : new CommandRunner({
+                command: config.jobCommand as string,
+                env: workloadEnv(io.env),
+                artifactsDir: config.artifactsDir,
+              }),
+        jobs,
+        workflows,
+        artifacts,
+        logger: queueLogger,
+        jobOutputLogger: rootLogger.child({ source: 'job' }),
+        workerName: `gpu-pod-agent:${config.podId}:${process.pid}`,
+        now,
+      });
+      monitor.attach(queueWorker);
+    } else {
+      observer = new QueueObserver({ ...q, jobs, workflows, logger: queueLogger });
+      monitor.attach(observer);
+    }
+  }
+
   // Views
-  const queue = disabledQueue('no queue is configured (REDIS_URL is not set)');
+  const queue: QueueView = monitor ?? disabledQueue('no queue is configured (REDIS_URL is not set)');
   const statusDeps = {
     podId: config.podId,
     version,
@@ -160,7 +213,14 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     jobs,
     workflows,
     logRing,
-    queues: [WORKLOAD_QUEUE],
+    queues: config.redisUrl ? [WORKLOAD_QUEUE, config.queueName] : [WORKLOAD_QUEUE],
+    queue: monitor && {
+      queue: config.queueName,
+      counts: () => monitor.counts()?.counts,
+      workers: () => monitor.counts()?.workers,
+      redisUp: () => monitor.redisUp,
+      latencyMs: () => monitor.counts()?.latencyMs,
+    },
     ready: () => readiness(statusDeps, now()).status === 'ok',
     workloadRunning: () => (config.workload.length ? workload.status().state === 'running' : undefined),
     dcgmCompat: config.gpuMetricsDcgmCompat,
@@ -168,6 +228,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     now,
   });
   lifecycle.subscribe(() => metrics.invalidate());
+  metricsInvalidate = () => metrics.invalidate();
   const httpStats = { total: 0, byClass: {} as Record<string, number> };
   const app = createApp({
     ...statusDeps,
@@ -185,6 +246,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     debugToken: config.debugToken,
     production: config.production,
     requestIdFormat: config.requestIdFormat,
+    cancelJob: queueWorker ? (id, reason) => queueWorker.cancel(id, reason) : undefined,
     onResponse: (status) => {
       httpStats.total++;
       const cls = `${Math.floor(status / 100)}xx`;
@@ -198,6 +260,9 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   const address = await listen(server, config.port, config.host);
   logger.info({ data: { host: address.address, port: address.port } }, 'listening');
   gpuSource.start();
+  monitor?.start();
+  queueWorker?.start();
+  observer?.start();
   workload.start();
   lifecycle.advance('running');
 
@@ -219,7 +284,12 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     shutdownPromise ??= (async () => {
       lifecycle.advance('draining');
       logger.info({ data: { reason, drain_timeout_ms: config.drainTimeoutMs } }, 'draining');
-      const exit = await workload.stop(config.drainTimeoutMs, signal ?? 'SIGTERM');
+      // Jobs first: stop taking them, let the running ones finish, hand back what cannot; then the
+      // workload (a server the jobs use) gets what is left of the deadline.
+      const deadline = now() + config.drainTimeoutMs;
+      await queueWorker?.drain(deadline);
+      await observer?.close();
+      const exit = await workload.stop(Math.max(deadline - now(), 1000), signal ?? 'SIGTERM');
       // Artifacts being hashed get a few seconds, not the whole drain: a huge file must not hold the exit.
       await Promise.race([applier.settled(), new Promise((r) => setTimeout(r, ARTIFACT_SETTLE_MS).unref())]);
       workload.killLeftovers();
@@ -231,6 +301,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       });
       clearInterval(summary);
       await gpuSource.stop();
+      await monitor?.close();
       host.stop();
       lifecycle.advance('stopped');
       await closeServer(server, 1000);

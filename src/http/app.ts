@@ -37,6 +37,8 @@ export interface AppDeps extends StatusDeps {
   debugToken: string | undefined;
   production: boolean;
   requestIdFormat: 'uuid' | 'token';
+  /** Cancels a job this pod runs; undefined unless the pod is a queue worker. */
+  cancelJob?: (jobId: string, reason: string) => boolean;
   /** Counts answered requests for the per-minute summary. */
   onResponse?: (status: number) => void;
 }
@@ -48,6 +50,8 @@ type Method = 'get' | 'post';
 
 /** Paths of the artifact download route, for its 405 answers. */
 const ARTIFACT_FILE = /^\/debug\/artifacts\/[^/]+\/./;
+/** Paths of the job cancel route, likewise. */
+const JOB_CANCEL = /^\/debug\/queue\/jobs\/[^/]+\/cancel$/;
 
 /**
  * Builds the HTTP app; it does not listen. Handlers only read stores: no hardware, no Redis, no file
@@ -247,7 +251,9 @@ export function createApp(deps: AppDeps): express.Express {
         '/debug/queue',
         '/debug/memory',
         '/debug/artifacts',
-        ...(configRoutesOn(deps) ? ['/debug/config', 'POST /debug/log-level'] : []),
+        ...(configRoutesOn(deps)
+          ? ['/debug/config', 'POST /debug/log-level', 'POST /debug/queue/jobs/{job_id}/cancel']
+          : []),
       ],
     });
   });
@@ -288,12 +294,41 @@ export function createApp(deps: AppDeps): express.Express {
         noStore(res).json({ level, previous });
       },
     );
+    route(['post'], ['/debug/queue/jobs/:jobId/cancel'], (req, res) => {
+      const jobId = req.params.jobId as string;
+      const reason = reasonParam(req) ?? 'canceled through the debug API';
+      if (!deps.cancelJob) {
+        throw new HttpError(
+          409,
+          'NOT_A_WORKER',
+          'this pod runs no queue worker (JOB_RUNNER=none or no REDIS_URL)',
+        );
+      }
+      if (!deps.cancelJob(jobId, reason)) {
+        throw new HttpError(
+          404,
+          'JOB_NOT_RUNNING',
+          `job ${truncate(jobId, 200)} is not running on this pod`,
+          {
+            job_id: jobId,
+          },
+        );
+      }
+      requestLogger(deps.logger, req).warn({ job_id: jobId, data: { reason } }, 'job cancel requested');
+      noStore(res).status(202).json({ job_id: jobId, canceling: true, reason });
+    });
   }
 
   app.use((req: Request, res: Response, next: NextFunction) => {
     admit(req);
     const path = req.path.length > 1 ? req.path.replace(/\/+$/, '') : req.path;
-    const methods = allowed.get(path) ?? (ARTIFACT_FILE.test(path) ? ['get' as const] : undefined);
+    const methods =
+      allowed.get(path) ??
+      (ARTIFACT_FILE.test(path)
+        ? ['get' as const]
+        : JOB_CANCEL.test(path) && configRoutesOn(deps)
+          ? ['post' as const]
+          : undefined);
     if (methods) {
       methodNotAllowed(methods)(req, res, next);
       return;
@@ -307,6 +342,24 @@ export function createApp(deps: AppDeps): express.Express {
 /** A logger whose records carry the request's ids; made only when a handler logs. */
 function requestLogger(logger: Logger, req: Request): Logger {
   return logger.child({ request_id: req.ctx.requestId, trace_id: req.ctx.traceId });
+}
+
+/** `?reason=` of a cancel: 1–500 characters without control characters. */
+function reasonParam(req: Request): string | undefined {
+  const raw = req.query.reason;
+  if (raw === undefined) return undefined;
+  // eslint-disable-next-line no-control-regex
+  if (typeof raw !== 'string' || raw.length === 0 || raw.length > 500 || /[\x00-\x1f\x7f]/.test(raw)) {
+    throw new HttpError(
+      400,
+      'INVALID_QUERY',
+      'query parameter "reason" must be 1–500 characters without control characters',
+      {
+        parameter: 'reason',
+      },
+    );
+  }
+  return raw;
 }
 
 function configRoutesOn(deps: Pick<AppDeps, 'production' | 'debugToken'>): boolean {

@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: 'The body is larger than this route accepts.',
   UNAUTHORIZED: 'Send the debug token as `Authorization: Bearer <DEBUG_TOKEN>`.',
   JOB_NOT_FOUND: 'No job with this id is running or in the recent history (JOB_HISTORY_SIZE bounds it).',
+  JOB_NOT_RUNNING: 'Only a job running on this pod can be canceled here; /debug/queue lists them.',
+  NOT_A_WORKER: 'This pod takes no jobs from the queue, so it has none to cancel.',
   ARTIFACT_NOT_FOUND: 'The job has no artifact of this name.',
   DETAIL_NOT_AVAILABLE:
     'Only the nvidia-smi backend takes nvidia-smi reports; the agent never runs a tool for a request.',

@@ -23,7 +23,7 @@ export const FINISHED_STATES: ReadonlySet<JobState> = new Set([
 const TRANSITIONS: Record<JobState, readonly JobState[]> = {
   queued: ['active', 'canceled', 'failed'],
   active: ['completed', 'failed', 'canceled', 'stalled', 'returned'],
-  stalled: ['active', 'queued', 'failed', 'returned'],
+  stalled: ['active', 'queued', 'completed', 'failed', 'canceled', 'returned'],
   completed: [],
   failed: ['queued', 'active'],
   canceled: [],

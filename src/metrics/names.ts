@@ -50,6 +50,14 @@ export const JOB_METRICS = {
   nodeDurationSeconds: 'workflow_node_duration_seconds',
 } as const;
 
+/** The queue as Redis sees it, read by the queue monitor (`bullmq_job_count` is BullMQ's own name). */
+export const QUEUE_METRICS = {
+  bullmqJobCount: 'bullmq_job_count',
+  workers: 'agent_queue_workers',
+  redisUp: 'agent_queue_redis_up',
+  redisLatencySeconds: 'agent_queue_redis_latency_seconds',
+} as const;
+
 export const API_METRICS = {
   requestsTotal: 'api_requests_total',
   requestDurationSeconds: 'api_request_duration_seconds',

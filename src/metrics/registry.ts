@@ -13,7 +13,18 @@ import {
   JOB_METRICS,
   MAX_NODE_TYPES,
   MAX_QUEUES,
+  QUEUE_METRICS,
 } from './names.js';
+
+/** What the queue monitor last read from Redis. */
+export interface QueueMetricsSource {
+  queue: string;
+  /** Per BullMQ state; undefined before the first read. */
+  counts(): Record<string, number> | undefined;
+  workers(): number | undefined;
+  redisUp(): boolean;
+  latencyMs(): number | undefined;
+}
 
 export interface MetricsDeps {
   version: string;
@@ -31,6 +42,8 @@ export interface MetricsDeps {
   /** @defaultValue DEFAULT_MAX_PROCESS_SERIES */
   maxProcessSeries?: number;
   now: () => number;
+  /** Set when a queue is configured. */
+  queue?: QueueMetricsSource;
 }
 
 /** The templated route of the exposition itself. */
@@ -171,6 +184,13 @@ export class AgentMetrics {
     });
     const queues = this.deps.queues;
     for (const q of queues) started.inc({ queue: this.queueLabel(q) }, 0);
+    const qs = this.deps.queue;
+    /** Jobs waiting in the configured queue, as Redis last said. */
+    const queueDepth = (): { label: string; n: number } | undefined => {
+      const c = qs?.counts();
+      if (!qs || !c) return undefined;
+      return { label: this.queueLabel(qs.queue), n: (c.waiting ?? 0) + (c.prioritized ?? 0) };
+    };
     /** Live job counts per queue label, the configured queues always present. */
     const perQueue = (pick: (c: JobCounts) => number): Map<string, number> => {
       const out = new Map<string, number>(queues.map((q) => [this.queueLabel(q), 0]));
@@ -187,7 +207,10 @@ export class AgentMetrics {
       registers: r,
       collect() {
         this.reset();
-        for (const [queue, n] of perQueue((c) => c.queued)) this.set({ queue }, n);
+        const depth = queueDepth();
+        for (const [queue, n] of perQueue((c) => c.queued)) {
+          this.set({ queue }, n + (depth && queue === depth.label ? depth.n : 0));
+        }
       },
     });
     new Gauge({
@@ -207,6 +230,8 @@ export class AgentMetrics {
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
       registers: r,
     });
+
+    if (qs) this.defineQueueMetrics(qs);
 
     this.unsubscribe.push(
       jobs.subscribe(() => this.invalidate()),
@@ -237,6 +262,52 @@ export class AgentMetrics {
         );
       }),
     );
+  }
+
+  private defineQueueMetrics(qs: QueueMetricsSource): void {
+    const r = [this.registry];
+    new Gauge({
+      name: QUEUE_METRICS.bullmqJobCount,
+      help: 'Jobs in the queue by state, as Redis last said (BullMQ exportPrometheusMetrics family).',
+      labelNames: ['queue', 'state'],
+      registers: r,
+      collect() {
+        this.reset();
+        const c = qs.counts();
+        if (c) for (const [state, n] of Object.entries(c)) this.set({ queue: qs.queue, state }, n);
+      },
+    });
+    new Gauge({
+      name: QUEUE_METRICS.workers,
+      help: 'Workers connected to the queue, all pods together.',
+      labelNames: ['queue'],
+      registers: r,
+      collect() {
+        this.reset();
+        const w = qs.workers();
+        if (w !== undefined) this.set({ queue: qs.queue }, w);
+      },
+    });
+    new Gauge({
+      name: QUEUE_METRICS.redisUp,
+      help: '1 when the last read of the queue from Redis succeeded.',
+      labelNames: ['queue'],
+      registers: r,
+      collect() {
+        this.set({ queue: qs.queue }, qs.redisUp() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: QUEUE_METRICS.redisLatencySeconds,
+      help: 'Round trip of the last PING to the queue Redis.',
+      labelNames: ['queue'],
+      registers: r,
+      collect() {
+        this.reset();
+        const l = qs.latencyMs();
+        if (l !== undefined && qs.redisUp()) this.set({ queue: qs.queue }, l / 1000);
+      },
+    });
   }
 
   /** Caps the distinct node classes so a graph of generated class names cannot blow up the series count. */

@@ -2,7 +2,7 @@
 export interface QueueView {
   readonly enabled: boolean;
   snapshot(now: number): Record<string, unknown>;
-  readiness(now: number): { status: 'ok' | 'disabled' | 'failing'; reason?: string };
+  readiness(now: number): { status: 'ok' | 'disabled' | 'failing' | 'starting'; reason?: string };
 }
 
 /** The queue view while no queue is configured. */

@@ -17,7 +17,15 @@ export interface ProgressApplierDeps {
   /** Recorded as the job's source. */
   source: string;
   newJobId?: () => string;
+  /**
+   * Every event belongs to this one job, whatever `job_id` it names: a queue job's command reports
+   * into the record its worker made. Its `job.end` goes to `onJobEnd` (the worker decides how the job
+   * ends, once the queue has confirmed it), and its `job.start` only declares the graph.
+   */
+  scope?: { jobId: string; onJobEnd: (event: JobEndEvent) => void };
 }
+
+export type JobEndEvent = Extract<ProtocolEvent, { type: 'job.end' }>;
 
 /**
  * Applies progress-protocol events to the stores. Events may omit `job_id`: they then belong to the job
@@ -33,6 +41,7 @@ export class ProgressApplier {
 
   constructor(private readonly deps: ProgressApplierDeps) {
     this.newJobId = deps.newJobId ?? randomUUID;
+    if (deps.scope) this.currentJobId = deps.scope.jobId;
   }
 
   get jobId(): string | undefined {
@@ -40,7 +49,32 @@ export class ProgressApplier {
   }
 
   apply(event: ProtocolEvent): void {
-    const { jobs, workflows, logger } = this.deps;
+    const { jobs, workflows, logger, scope } = this.deps;
+    if (scope) {
+      event = { ...event, job_id: scope.jobId };
+      if (event.type === 'job.end') {
+        scope.onJobEnd(event);
+        return;
+      }
+      if (event.type === 'job.start') {
+        const wf = workflows.get(scope.jobId);
+        if (event.nodes?.length || event.nodes_total !== undefined) {
+          if (!wf || wf.nodes.size === 0) {
+            workflows.begin(
+              scope.jobId,
+              (event.nodes ?? []).map((n) => ({
+                id: n.id,
+                type: n.type,
+                display: n.display,
+                parent: n.parent,
+              })),
+              event.nodes_total,
+            );
+          }
+        }
+        return;
+      }
+    }
     switch (event.type) {
       case 'job.start': {
         const id = event.job_id ?? this.newJobId();

@@ -36,6 +36,12 @@ export interface SupervisorDeps {
   context?: () => { job_id?: string; node_id?: string };
   spawn?: (cmd: string, args: string[], opts: SpawnOptions) => ChildProcess;
   now?: () => number;
+  /** Written to the child's stdin, which is then closed; without it stdin is /dev/null. */
+  stdin?: string;
+  /** Sees every output line that is not a protocol event (a job's stderr tail, its queue log). */
+  onOutputLine?: (stream: 'stdout' | 'stderr', line: string) => void;
+  /** What the agent's own records call the child. @defaultValue 'workload' */
+  label?: string;
 }
 
 export interface WorkloadExit {
@@ -59,9 +65,11 @@ export class WorkloadSupervisor {
   private readonly exitPromise: Promise<WorkloadExit>;
   private resolveExit!: (e: WorkloadExit) => void;
   private readonly now: () => number;
+  private readonly label: string;
 
   constructor(private readonly deps: SupervisorDeps) {
     this.now = deps.now ?? Date.now;
+    this.label = deps.label ?? 'workload';
     this.st = { state: deps.command.length ? 'starting' : 'not_configured', command: deps.command };
     this.exitPromise = new Promise((resolve) => (this.resolveExit = resolve));
   }
@@ -88,7 +96,7 @@ export class WorkloadSupervisor {
     try {
       child = spawn(cmd, args, {
         env: this.deps.env,
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: [this.deps.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
         // Its own process group, so a forwarded signal reaches everything it started.
         detached: true,
       });
@@ -97,15 +105,20 @@ export class WorkloadSupervisor {
       return;
     }
     this.child = child;
+    if (this.deps.stdin !== undefined && child.stdin) {
+      // A child that exits without reading its input makes the write fail with EPIPE: not an error.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(this.deps.stdin);
+    }
     child.once('error', (err) => {
       if (this.st.state === 'starting') this.spawnFailed(err);
-      else logger.error({ error: err }, 'workload process error');
+      else logger.error({ error: err }, `${this.label} process error`);
     });
     child.once('spawn', () => {
       this.st.state = 'running';
       this.st.pid = child.pid;
       this.st.startedAt = this.now();
-      logger.info({ data: { pid: child.pid, command: this.deps.command } }, 'workload started');
+      logger.info({ data: { pid: child.pid, command: this.deps.command } }, `${this.label} started`);
     });
     const splitters: LineSplitter[] = [];
     for (const stream of ['stdout', 'stderr'] as const) {
@@ -137,8 +150,8 @@ export class WorkloadSupervisor {
         child.stderr?.destroy();
         for (const sp of splitters) sp.end();
         const fields = { data: { pid: child.pid, exit_code: exitCode, signal: signal ?? undefined } };
-        if (exitCode === 0) logger.info(fields, 'workload exited');
-        else logger.warn(fields, 'workload exited with a failure');
+        if (exitCode === 0) logger.info(fields, `${this.label} exited`);
+        else logger.warn(fields, `${this.label} exited with a failure`);
         this.resolveExit({ code: exitCode, signal: signal ?? undefined });
       };
       const grace = setTimeout(finish, OUTPUT_GRACE_MS);
@@ -186,7 +199,10 @@ export class WorkloadSupervisor {
     let timer: NodeJS.Timeout | undefined;
     const killed = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
-        this.deps.logger.warn({ data: { grace_ms: graceMs } }, 'workload did not stop in time; killing it');
+        this.deps.logger.warn(
+          { data: { grace_ms: graceMs } },
+          `${this.label} did not stop in time; killing it`,
+        );
         this.signal('SIGKILL');
         resolve();
       }, graceMs);
@@ -211,7 +227,7 @@ export class WorkloadSupervisor {
     this.st.exitedAt = this.now();
     this.deps.logger.error(
       { data: { command: this.deps.command }, error: err },
-      'workload could not be started',
+      `${this.label} could not be started`,
     );
     this.resolveExit({ code: 127 });
   }
@@ -242,6 +258,7 @@ export class WorkloadSupervisor {
         return;
       }
     }
+    this.deps.onOutputLine?.(stream, line);
     const rec = classifyWorkloadLine(line);
     logger[rec.level]({ ...base, ...(rec.data ? { data: rec.data } : {}) }, rec.message);
   }
