@@ -35,6 +35,8 @@ const LOG_LINE_MAX = 8192;
 export class JobReporter {
   private readonly now: () => number;
   private lastSent: ProgressPayload | undefined;
+  /** The highest percent given so far: nothing lower is ever written after it. */
+  private floor = 0;
   private pending: ProgressPayload | undefined;
   private lastWriteAt = -Infinity;
   private inFlight: Promise<void> | undefined;
@@ -57,8 +59,8 @@ export class JobReporter {
   /** A new progress value; written now, or when the interval allows. */
   progress(p: ProgressPayload): void {
     if (this.closed) return;
-    const floor = Math.max(this.lastSent?.progress ?? 0, this.pending?.progress ?? 0);
-    const next = { ...p, progress: Math.max(floor, Math.round(p.progress * 10) / 10) };
+    const next = { ...p, progress: Math.max(this.floor, Math.round(p.progress * 10) / 10) };
+    this.floor = next.progress;
     if (this.lastSent && sameProgress(this.lastSent, next) && !this.pending) return;
     this.pending = next;
     this.schedule();

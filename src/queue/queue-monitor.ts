@@ -6,7 +6,7 @@ import type { JobRecord, JobStore } from '../jobs/job-store.js';
 import { iso, orNull } from '../views/gpu.js';
 import type { QueueView } from '../views/queue.js';
 import type { WorkflowStore } from '../workflow/workflow-store.js';
-import { createRedis } from './redis.js';
+import { connectionError, createRedis } from './redis.js';
 
 /** Job states whose counts `/debug/queue` shows, as BullMQ names them. */
 export const COUNTED_STATES = [
@@ -119,7 +119,9 @@ export class QueueMonitor implements QueueView {
 
   /** Whether the newest refresh reached Redis. */
   get redisUp(): boolean {
-    return this.latest !== undefined && (this.lastError === undefined || this.lastError.at < this.latest.at);
+    const read =
+      this.latest !== undefined && (this.lastError === undefined || this.lastError.at < this.latest.at);
+    return read && !this.participant?.connections().some((c) => c.status !== 'ready');
   }
 
   /** Refreshes now (also what the timer does); resolves when done, never rejects. */
@@ -133,6 +135,11 @@ export class QueueMonitor implements QueueView {
       const work = (async () => {
         // enableOfflineQueue is off: a command sent before the connection is up fails at once.
         if (this.redis.status !== 'ready') await readyOrTimeout(this.redis, timeoutMs);
+        if (this.redis.status !== 'ready') {
+          throw new Error(
+            `not connected (${this.redis.status}): ${connectionError(this.redis) ?? 'no answer'}`,
+          );
+        }
         const t0 = performance.now();
         await this.redis.ping();
         const latencyMs = performance.now() - t0;

@@ -112,6 +112,7 @@ export class QueueWorker implements QueueParticipant {
     });
     this.worker.on('error', (err: Error) => {
       // Connection errors repeat on every retry; createRedis already says Redis is down.
+      if (isConnectionError(err)) return;
       if (this.errorsLogged++ < 20) opts.logger.warn({ error: err }, 'queue worker error');
     });
   }
@@ -173,7 +174,11 @@ export class QueueWorker implements QueueParticipant {
         { data: { running: this.running.size, wait_ms: Math.max(0, deadline - this.now()) } },
         'queue worker draining',
       );
-      await this.worker.pause(true).catch(() => undefined);
+      // Pausing touches no Redis, but is bounded all the same: a drain never waits on Redis.
+      await waitFor(
+        this.worker.pause(true).catch(() => undefined),
+        1000,
+      );
       await waitFor(
         Promise.all([...this.running.values()].map((r) => r.done)),
         Math.max(0, deadline - this.now()),
@@ -192,10 +197,13 @@ export class QueueWorker implements QueueParticipant {
         // The runners stop their work (a command gets its kill grace), then each job is moved back.
         await waitFor(Promise.all([...this.running.values()].map((r) => r.done)), 10_000);
       }
-      await waitFor(this.worker.close(), CLOSE_TIMEOUT_MS).then((done) => {
-        if (!done) return this.worker.close(true).catch(() => undefined);
-      });
-      await this.opts.runner.close?.();
+      // With Redis away, close() can wait on it: bounded, then forced, then the connection dropped.
+      // Without Redis nothing can be acknowledged any more: no point waiting for it.
+      const patient = this.redis.status === 'ready';
+      if (!patient || !(await waitFor(this.worker.close(), CLOSE_TIMEOUT_MS))) {
+        await waitFor(this.worker.close(true), 1000);
+      }
+      await waitFor(this.opts.runner.close?.() ?? Promise.resolve(), CLOSE_TIMEOUT_MS);
       this.redis.disconnect();
       log.info({ data: this.stats }, 'queue worker stopped');
     })();
@@ -248,13 +256,12 @@ export class QueueWorker implements QueueParticipant {
     });
     const pushProgress = (): void => {
       const node = workflows.currentNode(id);
-      if (reporter.reported)
-        reporter.progress({
-          progress: jobs.get(id)?.progressPercent ?? 0,
-          node: node?.id ?? null,
-          step: node?.step ?? null,
-          total: node?.total ?? null,
-        });
+      reporter.progress({
+        progress: jobs.get(id)?.progressPercent ?? 0,
+        node: node?.id ?? null,
+        step: node?.step ?? null,
+        total: node?.total ?? null,
+      });
     };
     const unsubscribe = [
       jobs.subscribe((e) => {
@@ -413,6 +420,17 @@ export class QueueWorker implements QueueParticipant {
       });
     }
   }
+}
+
+function isConnectionError(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return (
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'ETIMEDOUT' ||
+    code === 'EHOSTUNREACH' ||
+    /Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(err.message)
+  );
 }
 
 function traceparentOf(data: unknown): string | undefined {

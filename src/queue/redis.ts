@@ -17,6 +17,13 @@ export function reconnectDelayMs(attempt: number): number {
  * `/debug/queue` reports the outage rather than waiting on it. Connection errors are logged once per
  * outage, not once per retry, and never thrown.
  */
+const lastErrors = new WeakMap<Redis, string>();
+
+/** The newest connection error of a client made by createRedis, if it is not connected. */
+export function connectionError(client: Redis): string | undefined {
+  return client.status === 'ready' ? undefined : lastErrors.get(client);
+}
+
 export function createRedis(url: string, role: RedisRole, logger: Logger): Redis {
   const blocking = role !== 'monitor';
   const options: RedisOptions = {
@@ -33,6 +40,7 @@ export function createRedis(url: string, role: RedisRole, logger: Logger): Redis
   const shown = redactUrl(url);
   let down = false;
   client.on('error', (err: Error) => {
+    lastErrors.set(client, err.message);
     if (down) return;
     down = true;
     logger.warn(

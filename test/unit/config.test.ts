@@ -125,6 +125,46 @@ describe('config', function () {
     assert.equal(view.gpu_poll_interval_ms, 1000, 'keys are snake_case');
   });
 
+  it('configures the queue: worker with JOB_COMMAND, observer without, defaults documented', function () {
+    const w = ok([], { REDIS_URL: 'redis://:pw@redis:6379/2', JOB_COMMAND: 'python run.py' });
+    assert.equal(w.jobRunner, 'command');
+    assert.equal(w.queueName, 'jobs');
+    assert.equal(w.queuePrefix, 'bull');
+    assert.equal(w.workerConcurrency, 1);
+    assert.equal(w.jobLockDurationMs, 30_000);
+    const o = ok([], { REDIS_URL: 'redis://redis:6379' });
+    assert.equal(o.jobRunner, 'none');
+    assert.equal(ok([]).redisUrl, undefined);
+    assert.equal(ok(['--job-runner', 'noop', '--redis-url', 'redis://r']).jobRunner, 'noop');
+  });
+
+  it('refuses queue settings that cannot work, without showing the Redis password', function () {
+    assert.ok(errors([], { JOB_COMMAND: 'x' }).some((m) => m.startsWith('JOB_COMMAND: needs REDIS_URL')));
+    assert.ok(errors([], { JOB_RUNNER: 'command' }).some((m) => m.startsWith('JOB_RUNNER: needs REDIS_URL')));
+    assert.ok(
+      errors([], { REDIS_URL: 'redis://r', JOB_RUNNER: 'command' }).some((m) =>
+        m.includes('needs JOB_COMMAND'),
+      ),
+    );
+    assert.ok(
+      errors([], { REDIS_URL: 'redis://r', QUEUE_NAME: 'a:b' }).some((m) => m.startsWith('QUEUE_NAME')),
+    );
+    assert.ok(
+      errors([], { REDIS_URL: 'redis://r', WORKER_CONCURRENCY: '0' }).some((m) =>
+        m.startsWith('WORKER_CONCURRENCY'),
+      ),
+    );
+    const bad = errors([], { REDIS_URL: 'http://user:hunter2@r' });
+    assert.ok(bad.some((m) => m.startsWith('REDIS_URL: must be a redis://')));
+    assert.ok(!bad.join('\n').includes('hunter2'));
+  });
+
+  it('redacts the Redis password in /debug/config', function () {
+    const view = redactedConfig(ok([], { REDIS_URL: 'redis://default:hunter2@redis:6379/0' }));
+    assert.equal(view.redis_url, 'redis://default:redacted@redis:6379/0');
+    assert.ok(!JSON.stringify(view).includes('hunter2'));
+  });
+
   it('has a flag and a README line for every setting', function () {
     const flags = new Set(SETTINGS.map((s) => s.flag));
     assert.equal(flags.size, SETTINGS.length);

@@ -8,6 +8,7 @@ import {
   DCGM_METRICS,
   GPU_METRICS,
   JOB_METRICS,
+  QUEUE_METRICS,
 } from '../../src/metrics/names.js';
 import { SETTINGS } from '../../src/config.js';
 import { withTable } from '../../scripts/docs/config-table.js';
@@ -28,7 +29,7 @@ describe('documentation', function () {
   });
 
   it('names every metric and error code', function () {
-    for (const names of [GPU_METRICS, JOB_METRICS, API_METRICS, AGENT_METRICS, DCGM_METRICS]) {
+    for (const names of [GPU_METRICS, JOB_METRICS, API_METRICS, AGENT_METRICS, DCGM_METRICS, QUEUE_METRICS]) {
       for (const name of Object.values(names)) assert.ok(readme.includes(`\`${name}`), name);
     }
     for (const code of Object.keys(ERROR_CODES)) assert.ok(readme.includes(`\`${code}\``), code);
