@@ -60,28 +60,60 @@ export interface FlushableSink extends LineSink {
 // is the class itself.
 const SonicBoom = sonicBoom as unknown as typeof SonicBoomClass;
 
+/** How long a log line may wait to be written together with the lines after it. */
+export const STDOUT_COALESCE_MS = 10;
+/** Pending bytes that are written at once, without waiting. */
+const STDOUT_COALESCE_BYTES = 64 * 1024;
+
 /**
- * stdout for log lines: asynchronous so a slow reader never blocks the event loop. When the reader is
- * gone (EPIPE: `agent | head`) lines are dropped. Draining at exit is asynchronous and bounded:
- * SonicBoom's flushSync retries a broken pipe forever, so nothing may call it (which is also why this
- * is SonicBoom itself and not pino.destination(), which would call it from an exit hook).
+ * stdout for log lines: asynchronous so a slow reader never blocks the event loop. Lines that come
+ * within a few milliseconds of each other go out in one write (a write costs a thread-pool round trip,
+ * which at hundreds of jobs or requests a second costs more than the logging itself); a line waits at
+ * most `STDOUT_COALESCE_MS`. When the reader is gone (EPIPE: `agent | head`) lines are dropped.
+ * Draining at exit is asynchronous and bounded: SonicBoom's flushSync retries a broken pipe forever, so
+ * nothing may call it (which is also why this is SonicBoom itself and not pino.destination(), which
+ * would call it from an exit hook).
  */
 export function stdoutSink(): FlushableSink {
   const dest = new SonicBoom({ fd: 1, sync: false, minLength: 0 });
   let open = true;
+  let pending: string[] = [];
+  let pendingBytes = 0;
+  let timer: NodeJS.Timeout | undefined;
   dest.on('error', () => {
     open = false;
   });
+  const flush = (): void => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (pending.length === 0) return;
+    const chunk = pending.length === 1 ? (pending[0] as string) : pending.join('');
+    pending = [];
+    pendingBytes = 0;
+    if (open) dest.write(chunk);
+  };
   return {
-    write: (line: string) => (open ? dest.write(line) : false),
+    write: (line: string) => {
+      if (!open) return false;
+      pending.push(line);
+      pendingBytes += line.length;
+      if (pendingBytes >= STDOUT_COALESCE_BYTES) flush();
+      else if (!timer) {
+        timer = setTimeout(flush, STDOUT_COALESCE_MS);
+        // Never what keeps the process alive: close() writes what is pending.
+        timer.unref();
+      }
+      return true;
+    },
     close: (timeoutMs) =>
       new Promise<void>((resolve) => {
+        flush();
         if (!open) return resolve();
         open = false;
-        const timer = setTimeout(resolve, timeoutMs);
-        timer.unref();
+        const t = setTimeout(resolve, timeoutMs);
+        t.unref();
         const done = (): void => {
-          clearTimeout(timer);
+          clearTimeout(t);
           resolve();
         };
         dest.once('close', done);

@@ -63,6 +63,7 @@ export class CommandRunner implements JobRunner {
       env,
       stdin: JSON.stringify(ctx.data ?? null),
       label: 'job command',
+      routineLevel: 'debug',
       logger: ctx.logger,
       workloadLogger: ctx.outputLogger,
       onEvent: (e) => {

@@ -85,6 +85,10 @@ export class JobReporter {
     if (this.closed) return;
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (!this.inFlight && !this.pending && !this.logWriting) {
+      this.closed = true;
+      return;
+    }
     const work = (async () => {
       await this.inFlight;
       if (this.pending) await this.send();

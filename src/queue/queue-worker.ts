@@ -39,7 +39,6 @@ type AbortCause = { kind: 'canceled'; reason: string } | { kind: 'preempted' };
 interface Running {
   job: Job;
   token: string;
-  abort: AbortController;
   cause?: AbortCause;
   done: Promise<void>;
 }
@@ -140,7 +139,8 @@ export class QueueWorker implements QueueParticipant {
     if (!r || r.cause) return false;
     r.cause = { kind: 'canceled', reason };
     this.opts.logger.info({ job_id: jobId, data: { reason } }, 'canceling job');
-    r.abort.abort(new Error(`canceled: ${reason}`));
+    // BullMQ aborts the signal it gave the processor; the cause says what the abort means.
+    this.worker.cancelJob(jobId, `canceled: ${reason}`);
     return true;
   }
 
@@ -188,10 +188,10 @@ export class QueueWorker implements QueueParticipant {
           { data: { job_ids: [...this.running.keys()] } },
           'drain deadline reached; handing running jobs back to the queue',
         );
-        for (const r of this.running.values()) {
+        for (const [id, r] of this.running) {
           if (!r.cause) {
             r.cause = { kind: 'preempted' };
-            r.abort.abort(new Error('preempted: the pod is draining'));
+            this.worker.cancelJob(id, 'preempted: the pod is draining');
           }
         }
         // The runners stop their work (a command gets its kill grace), then each job is moved back.
@@ -231,15 +231,16 @@ export class QueueWorker implements QueueParticipant {
     workflows.begin(id);
     this.stats.processed++;
 
-    const abort = new AbortController();
+    // BullMQ gives a signal to a processor that declares one: aborted by cancelJob, from the API, a
+    // BullMQ cancel, or the drain (which set `cause` first). A cancel nobody explained is a cancel.
+    const jobSignal = signal ?? new AbortController().signal;
     const onBullCancel = (): void => {
       const r = this.running.get(id);
-      if (r && !r.cause) r.cause = { kind: 'canceled', reason: String(signal?.reason ?? 'canceled') };
-      abort.abort(signal?.reason);
+      if (r && !r.cause) r.cause = { kind: 'canceled', reason: String(abortMessage(jobSignal.reason)) };
     };
-    signal?.addEventListener('abort', onBullCancel, { once: true });
+    jobSignal.addEventListener('abort', onBullCancel, { once: true });
     let resolveDone!: () => void;
-    const entry: Running = { job, token, abort, done: new Promise((r) => (resolveDone = r)) };
+    const entry: Running = { job, token, done: new Promise((r) => (resolveDone = r)) };
     this.running.set(id, entry);
 
     const jobLogger = logger.child({ job_id: id });
@@ -287,14 +288,15 @@ export class QueueWorker implements QueueParticipant {
       data: job.data,
       attempt: record.attempts,
       traceparent,
-      signal: abort.signal,
+      signal: jobSignal,
       logger: jobLogger,
       outputLogger,
       event: (e) => applier.apply(e),
       outputLine: (_stream, line) => reporter.line(line),
       currentNodeId: () => workflows.currentNode(id)?.id,
     };
-    jobLogger.info(
+    // Per job, one INFO record is enough: the one at its end, with how it went.
+    jobLogger.debug(
       {
         data: {
           queue: this.opts.queueName,
@@ -335,7 +337,7 @@ export class QueueWorker implements QueueParticipant {
       }
       throw err;
     } finally {
-      signal?.removeEventListener('abort', onBullCancel);
+      jobSignal.removeEventListener('abort', onBullCancel);
       for (const u of unsubscribe) u();
       await reporter.close(REPORTER_CLOSE_MS);
       resolveDone();
@@ -392,6 +394,7 @@ export class QueueWorker implements QueueParticipant {
       job_id: id,
       data: {
         status: to,
+        name: job.name,
         attempt: rec?.attempts,
         duration_ms:
           rec?.startedAt !== undefined && rec.finishedAt !== undefined
@@ -420,6 +423,11 @@ export class QueueWorker implements QueueParticipant {
       });
     }
   }
+}
+
+function abortMessage(reason: unknown): string {
+  const text = reason instanceof Error ? reason.message : String(reason ?? 'canceled');
+  return text.replace(/^canceled: /, '');
 }
 
 function isConnectionError(err: Error): boolean {

@@ -42,6 +42,8 @@ export interface SupervisorDeps {
   onOutputLine?: (stream: 'stdout' | 'stderr', line: string) => void;
   /** What the agent's own records call the child. @defaultValue 'workload' */
   label?: string;
+  /** Level of the routine records (started, exited with 0): `debug` for a child per job. @defaultValue 'info' */
+  routineLevel?: 'info' | 'debug';
 }
 
 export interface WorkloadExit {
@@ -118,7 +120,10 @@ export class WorkloadSupervisor {
       this.st.state = 'running';
       this.st.pid = child.pid;
       this.st.startedAt = this.now();
-      logger.info({ data: { pid: child.pid, command: this.deps.command } }, `${this.label} started`);
+      logger[this.deps.routineLevel ?? 'info'](
+        { data: { pid: child.pid, command: this.deps.command } },
+        `${this.label} started`,
+      );
     });
     const splitters: LineSplitter[] = [];
     for (const stream of ['stdout', 'stderr'] as const) {
@@ -150,7 +155,7 @@ export class WorkloadSupervisor {
         child.stderr?.destroy();
         for (const sp of splitters) sp.end();
         const fields = { data: { pid: child.pid, exit_code: exitCode, signal: signal ?? undefined } };
-        if (exitCode === 0) logger.info(fields, `${this.label} exited`);
+        if (exitCode === 0) logger[this.deps.routineLevel ?? 'info'](fields, `${this.label} exited`);
         else logger.warn(fields, `${this.label} exited with a failure`);
         this.resolveExit({ code: exitCode, signal: signal ?? undefined });
       };
