@@ -426,7 +426,8 @@ export class QueueWorker implements QueueParticipant {
 }
 
 function abortMessage(reason: unknown): string {
-  const text = reason instanceof Error ? reason.message : String(reason ?? 'canceled');
+  const text =
+    reason instanceof Error ? reason.message : typeof reason === 'string' && reason ? reason : 'canceled';
   return text.replace(/^canceled: /, '');
 }
 
