@@ -7,6 +7,7 @@ import { ArtifactStore } from './artifacts/artifact-store.js';
 import { redactedConfig } from './config.js';
 import type { AgentConfig } from './config.js';
 import { GpuSource } from './gpu-backend.js';
+import { settlesWithin } from './deadline.js';
 import { exitImmediately } from './hard-exit.js';
 import { HostStore, realHostReaders } from './host/host-store.js';
 import { createApp } from './http/app.js';
@@ -280,6 +281,8 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   let shutdownPromise: Promise<number> | undefined;
+  /** Set by a second signal: the exit code is decided, whatever the drain still finishing says. */
+  let forcedExitCode: number | undefined;
   const shutdown = (reason: string, signal?: NodeJS.Signals): Promise<number> => {
     shutdownPromise ??= (async () => {
       lifecycle.advance('draining');
@@ -291,7 +294,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       await observer?.close();
       const exit = await workload.stop(Math.max(deadline - now(), 1000), signal ?? 'SIGTERM');
       // Artifacts being hashed get a few seconds, not the whole drain: a huge file must not hold the exit.
-      await Promise.race([applier.settled(), new Promise((r) => setTimeout(r, ARTIFACT_SETTLE_MS).unref())]);
+      await settlesWithin(applier.settled(), ARTIFACT_SETTLE_MS);
       workload.killLeftovers();
       applier.abandon({
         message: exit
@@ -306,7 +309,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       lifecycle.advance('stopped');
       await closeServer(server, 1000);
       metrics.close();
-      const code = exit?.code ?? 0;
+      const code = forcedExitCode ?? exit?.code ?? 0;
       logger.info({ data: { reason, exit_code: code } }, 'agent stopped');
       await out.close?.(1000);
       resolveDone(code);
@@ -329,6 +332,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       logger.warn({ data: { signal } }, 'second signal; exiting at once');
       workload.kill();
       const code = workload.status().exitCode ?? 128 + (os.constants.signals[signal] ?? 0);
+      forcedExitCode = code;
       // At once, but with the records already written given a moment to reach stdout.
       void (out.close?.(200) ?? Promise.resolve()).then(() =>
         gpuSource.hasWedgedThreads() ? exitImmediately(code) : process.exit(code),
