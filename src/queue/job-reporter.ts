@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { settlesWithin } from '../deadline.js';
 
 /** What producers and bull-board see as `job.progress`. */
 export interface ProgressPayload {
@@ -95,9 +96,7 @@ export class JobReporter {
       await this.logWriting;
     })();
     this.closed = true;
-    let t: NodeJS.Timeout | undefined;
-    await Promise.race([work, new Promise<void>((r) => (t = setTimeout(r, timeoutMs)))]);
-    clearTimeout(t);
+    await settlesWithin(work, timeoutMs);
   }
 
   private schedule(): void {

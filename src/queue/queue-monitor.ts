@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { redactUrl } from '../config.js';
+import { settlesWithin } from '../deadline.js';
 import type { JobRecord, JobStore } from '../jobs/job-store.js';
 import { iso, orNull } from '../views/gpu.js';
 import type { QueueView } from '../views/queue.js';
@@ -130,7 +131,6 @@ export class QueueMonitor implements QueueView {
     this.attempts++;
     this.summary.refreshes++;
     const timeoutMs = Math.max(1000, Math.min(this.opts.refreshIntervalMs, 5000));
-    let timer: NodeJS.Timeout | undefined;
     try {
       const work = (async () => {
         // enableOfflineQueue is off: a command sent before the connection is up fails at once.
@@ -149,12 +149,8 @@ export class QueueMonitor implements QueueView {
         ]);
         return { counts, workers, latencyMs };
       })();
-      const r = await Promise.race([
-        work,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer from Redis in ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
+      if (!(await settlesWithin(work, timeoutMs))) throw new Error(`no answer from Redis in ${timeoutMs} ms`);
+      const r = await work;
       const counts = {} as Record<CountedState, number>;
       for (const s of COUNTED_STATES) counts[s] = r.counts[s] ?? 0;
       this.latest = {
@@ -179,7 +175,6 @@ export class QueueMonitor implements QueueView {
       }
       this.lastError = { message, at: this.now() };
     } finally {
-      clearTimeout(timer);
       this.opts.onChange?.();
     }
   }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { JobFailure, JobStore } from '../jobs/job-store.js';
+import { settlesWithin } from '../deadline.js';
 import { parseTraceparent } from '../tracing/traceparent.js';
 import type { WorkflowStore } from '../workflow/workflow-store.js';
 import { ProgressApplier } from '../workload/progress-applier.js';
@@ -47,6 +48,8 @@ interface Running {
 const REPORTER_CLOSE_MS = 2000;
 /** How long handing a job back to the queue may take before it is left to stall detection. */
 const HAND_BACK_TIMEOUT_MS = 3000;
+/** How long preempted jobs get to stop (a command's kill grace) and be moved back. */
+const PREEMPT_WAIT_MS = 10_000;
 /** How long the worker's close may take once its jobs are done or handed back. */
 const CLOSE_TIMEOUT_MS = 5000;
 
@@ -175,11 +178,11 @@ export class QueueWorker implements QueueParticipant {
         'queue worker draining',
       );
       // Pausing touches no Redis, but is bounded all the same: a drain never waits on Redis.
-      await waitFor(
+      await settlesWithin(
         this.worker.pause(true).catch(() => undefined),
         1000,
       );
-      await waitFor(
+      await settlesWithin(
         Promise.all([...this.running.values()].map((r) => r.done)),
         Math.max(0, deadline - this.now()),
       );
@@ -195,15 +198,16 @@ export class QueueWorker implements QueueParticipant {
           }
         }
         // The runners stop their work (a command gets its kill grace), then each job is moved back.
-        await waitFor(Promise.all([...this.running.values()].map((r) => r.done)), 10_000);
+        await settlesWithin(Promise.all([...this.running.values()].map((r) => r.done)), PREEMPT_WAIT_MS);
       }
-      // With Redis away, close() can wait on it: bounded, then forced, then the connection dropped.
-      // Without Redis nothing can be acknowledged any more: no point waiting for it.
+      // close() may wait on Redis: bounded, then forced, then the connection dropped. With Redis away
+      // nothing can be acknowledged any more, so it is forced at once.
+      const quiet = (p: Promise<unknown>): Promise<unknown> => p.catch(() => undefined);
       const patient = this.redis.status === 'ready';
-      if (!patient || !(await waitFor(this.worker.close(), CLOSE_TIMEOUT_MS))) {
-        await waitFor(this.worker.close(true), 1000);
+      if (!patient || !(await settlesWithin(quiet(this.worker.close()), CLOSE_TIMEOUT_MS))) {
+        await settlesWithin(quiet(this.worker.close(true)), 1000);
       }
-      await waitFor(this.opts.runner.close?.() ?? Promise.resolve(), CLOSE_TIMEOUT_MS);
+      await settlesWithin(quiet(this.opts.runner.close?.() ?? Promise.resolve()), CLOSE_TIMEOUT_MS);
       this.redis.disconnect();
       log.info({ data: this.stats }, 'queue worker stopped');
     })();
@@ -347,7 +351,7 @@ export class QueueWorker implements QueueParticipant {
   /** Moves a job this pod holds back to `wait`, without spending an attempt. */
   private async handBack(job: Job, token: string): Promise<void> {
     const id = job.id as string;
-    const ok = await waitFor(job.moveToWait(token), HAND_BACK_TIMEOUT_MS).catch((err: unknown) => {
+    const ok = await settlesWithin(job.moveToWait(token), HAND_BACK_TIMEOUT_MS).catch((err: unknown) => {
       this.opts.logger.warn(
         { job_id: id, error: err },
         'could not hand the job back; it returns to the queue when its lock expires',
@@ -448,15 +452,4 @@ function traceparentOf(data: unknown): string | undefined {
     if (typeof tp === 'string' && parseTraceparent(tp)) return tp;
   }
   return undefined;
-}
-
-/** Resolves true when `p` settles within `ms`, false otherwise (and never rejects for the timeout). */
-async function waitFor(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((r) => (t = setTimeout(() => r(false), ms)));
-  try {
-    return await Promise.race([p.then(() => true), timeout]);
-  } finally {
-    clearTimeout(t);
-  }
 }

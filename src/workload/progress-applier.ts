@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { JobFailure, JobStore } from '../jobs/job-store.js';
 import { parseTraceparent } from '../tracing/traceparent.js';
-import type { WorkflowStore } from '../workflow/workflow-store.js';
+import type { GraphNode, WorkflowStore } from '../workflow/workflow-store.js';
 import { tracebackLines } from './progress-protocol.js';
 import type { ProtocolEvent } from './progress-protocol.js';
 
@@ -60,16 +60,7 @@ export class ProgressApplier {
         const wf = workflows.get(scope.jobId);
         if (event.nodes?.length || event.nodes_total !== undefined) {
           if (!wf || wf.nodes.size === 0) {
-            workflows.begin(
-              scope.jobId,
-              (event.nodes ?? []).map((n) => ({
-                id: n.id,
-                type: n.type,
-                display: n.display,
-                parent: n.parent,
-              })),
-              event.nodes_total,
-            );
+            workflows.begin(scope.jobId, graphOf(event), event.nodes_total);
           }
         }
         return;
@@ -97,16 +88,7 @@ export class ProgressApplier {
             state: 'active',
             traceId: traceIdOf(event.traceparent),
           });
-          workflows.begin(
-            id,
-            (event.nodes ?? []).map((n) => ({
-              id: n.id,
-              type: n.type,
-              display: n.display,
-              parent: n.parent,
-            })),
-            event.nodes_total,
-          );
+          workflows.begin(id, graphOf(event), event.nodes_total);
           logger.info(
             {
               job_id: id,
@@ -270,6 +252,11 @@ export class ProgressApplier {
     const wf = this.deps.workflows.get(jobId);
     if (wf) this.deps.jobs.setProgress(jobId, wf.progressPercent);
   }
+}
+
+/** The nodes a `job.start` declares, as the workflow store takes them. */
+function graphOf(event: Extract<ProtocolEvent, { type: 'job.start' }>): GraphNode[] {
+  return (event.nodes ?? []).map((n) => ({ id: n.id, type: n.type, display: n.display, parent: n.parent }));
 }
 
 function traceIdOf(traceparent: string | undefined): string | undefined {
