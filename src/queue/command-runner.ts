@@ -81,9 +81,14 @@ export class CommandRunner implements JobRunner {
     });
     const onAbort = (): void => void child.stop(this.killGraceMs, 'SIGTERM');
     ctx.signal.addEventListener('abort', onAbort, { once: true });
+    const step = ctx.step('command.run');
+    let failure: { message: string; type?: string } | undefined;
     try {
       child.start();
+      const pid = child.status().pid;
+      if (pid !== undefined) step.setAttribute('process.pid', pid);
       const exit = await child.exited;
+      step.setAttribute('process.exit.code', exit.code ?? -1);
       // Whatever the command left running in its group goes with it.
       child.killLeftovers();
       if (ctx.signal.aborted) throw ctx.signal.reason;
@@ -110,8 +115,15 @@ export class CommandRunner implements JobRunner {
         });
       }
       return reported?.result ?? null;
+    } catch (err) {
+      failure = {
+        message: err instanceof Error ? err.message : String(err),
+        type: err instanceof Error ? err.name : undefined,
+      };
+      throw err;
     } finally {
       ctx.signal.removeEventListener('abort', onAbort);
+      step.end(failure);
     }
   }
 }

@@ -4,13 +4,18 @@ import type { Logger } from 'pino';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { JobFailure, JobStore } from '../jobs/job-store.js';
 import { settlesWithin } from '../deadline.js';
+import { ATTR, SPAN } from '../tracing/attributes.js';
+import { SpanKind, endSpan, traceparentOf as spanTraceparent } from '../tracing/otel.js';
+import type { Span, Tracing } from '../tracing/otel.js';
 import { parseTraceparent } from '../tracing/traceparent.js';
+import type { WorkflowSpans } from '../tracing/workflow-spans.js';
 import type { WorkflowStore } from '../workflow/workflow-store.js';
 import { ProgressApplier } from '../workload/progress-applier.js';
 import { JobReporter } from './job-reporter.js';
+import type { ProgressPayload } from './job-reporter.js';
 import type { QueueParticipant } from './queue-monitor.js';
 import { createRedis } from './redis.js';
-import { JobRunFailure } from './runner.js';
+import { JobRunFailure, NO_STEP } from './runner.js';
 import type { JobRunner, RunContext } from './runner.js';
 
 export interface QueueWorkerOptions {
@@ -32,6 +37,8 @@ export interface QueueWorkerOptions {
   /** Stored on each job as the worker that ran it (`job.processedBy`). */
   workerName: string;
   now?: () => number;
+  /** A span per job (continuing the producer's trace) and per workflow node, when tracing is on. */
+  tracing?: { tracing: Tracing; workflowSpans: WorkflowSpans };
 }
 
 /** Why a running job's runner was aborted. */
@@ -41,7 +48,15 @@ interface Running {
   job: Job;
   token: string;
   cause?: AbortCause;
+  /** The processor's signal: once aborted, the job is on its way out whatever `cause` says. */
+  signal: AbortSignal;
   done: Promise<void>;
+  /** Made on the job's first progress or output line. */
+  reporter?: JobReporter;
+  /** The runner's own account of the job's failure, kept whole for the JobStore. */
+  failure?: JobFailure;
+  /** Sends the job's progress to the queue; unset once the job's runner is done. */
+  pushProgress?: () => void;
 }
 
 /** How long writing a job's last progress and log lines may hold up its end. */
@@ -57,12 +72,18 @@ const CLOSE_TIMEOUT_MS = 5000;
 class AgentWorker extends Worker {
   afterJob: (job: Job) => void = () => undefined;
 
-  override async processJob(job: Job, token: string, fetchNextCallback?: () => boolean): Promise<void | Job> {
-    try {
-      return await super.processJob(job, token, fetchNextCallback);
-    } finally {
-      this.afterJob(job);
-    }
+  override processJob(job: Job, token: string, fetchNextCallback?: () => boolean): Promise<void | Job> {
+    // One reaction on BullMQ's own promise (no extra async frame): this runs for every job.
+    return super.processJob(job, token, fetchNextCallback).then(
+      (next) => {
+        this.afterJob(job);
+        return next;
+      },
+      (err: unknown) => {
+        this.afterJob(job);
+        throw err;
+      },
+    );
   }
 }
 
@@ -84,6 +105,13 @@ export class QueueWorker implements QueueParticipant {
   private closePromise: Promise<void> | undefined;
   private readonly stats = { processed: 0, completed: 0, failed: 0, canceled: 0, returned: 0 };
   private errorsLogged = 0;
+  private readonly unsubscribe: (() => void)[];
+  /** Not taking jobs because the runner is not ready. */
+  private held = false;
+  private everRan = false;
+  /** Bookkeeping of ended jobs waiting for the next turn of the event loop, per job id. */
+  private readonly deferred = new Map<string, (() => void)[]>();
+  private flushing = false;
 
   constructor(private readonly opts: QueueWorkerOptions) {
     this.now = opts.now ?? Date.now;
@@ -102,9 +130,24 @@ export class QueueWorker implements QueueParticipant {
       },
     );
     this.worker.afterJob = (job) => this.afterJob(job);
-    this.worker.on('completed', (job: Job, result: unknown) => this.settled(job, 'completed', { result }));
+    // One subscription for all running jobs: the job's percent or its current node changed.
+    this.unsubscribe = [
+      opts.jobs.subscribe((e) => {
+        if (e.type === 'progress') this.running.get(e.job.id)?.pushProgress?.();
+      }),
+      opts.workflows.subscribe((e) => {
+        if (e.type !== 'progress') this.running.get(e.jobId)?.pushProgress?.();
+      }),
+    ];
+    // The bookkeeping of a job's end waits for the next turn of the event loop: it then runs while the
+    // worker waits on Redis for the next job, instead of holding that job up.
+    this.worker.on('completed', (job: Job, result: unknown) =>
+      this.defer(job.id as string, () => this.settled(job, 'completed', { result })),
+    );
     this.worker.on('failed', (job: Job | undefined, err: Error) => {
-      if (job) this.onFailed(job, err);
+      if (!job) return;
+      const entry = this.running.get(job.id as string);
+      this.defer(job.id as string, () => this.onFailed(job, err, entry));
     });
     this.worker.on('lockRenewalFailed', (ids: string[]) => {
       opts.logger.warn(
@@ -120,9 +163,21 @@ export class QueueWorker implements QueueParticipant {
   }
 
   start(): void {
-    this.worker.run().catch((err: unknown) => {
-      this.opts.logger.error({ error: err }, 'queue worker stopped');
-    });
+    const { runner, logger } = this.opts;
+    runner.start?.();
+    if (runner.onReadinessChange) {
+      this.unsubscribe.push(runner.onReadinessChange((ok) => this.runnerReady(ok)));
+    }
+    const ready = runner.readiness?.() ?? { ok: true };
+    if (ready.ok) this.runWorker();
+    else {
+      // Jobs stay in the queue for pods that can run them until this one's runner is up.
+      this.held = true;
+      logger.info(
+        { data: { runner: runner.name, reason: ready.reason } },
+        'runner not ready; taking no jobs yet',
+      );
+    }
     this.opts.logger.info(
       {
         data: {
@@ -136,10 +191,36 @@ export class QueueWorker implements QueueParticipant {
     );
   }
 
+  private runWorker(): void {
+    this.everRan = true;
+    this.worker.run().catch((err: unknown) => {
+      this.opts.logger.error({ error: err }, 'queue worker stopped');
+    });
+  }
+
+  /** The runner came up or went down: take jobs, or stop taking them (running ones go on). */
+  private runnerReady(ok: boolean): void {
+    if (this.draining || ok !== this.held) return;
+    const { logger, runner } = this.opts;
+    if (ok) {
+      this.held = false;
+      logger.info({ data: { runner: runner.name } }, 'runner ready; taking jobs');
+      if (this.everRan) void this.worker.resume();
+      else this.runWorker();
+    } else {
+      this.held = true;
+      logger.warn(
+        { data: { runner: runner.name, reason: runner.readiness?.().reason } },
+        'runner not ready; taking no new jobs',
+      );
+      void this.worker.pause(true).catch(() => undefined);
+    }
+  }
+
   /** Cancels a job running on this pod (its runner is aborted; the job fails, not retried). */
   cancel(jobId: string, reason = 'canceled'): boolean {
     const r = this.running.get(jobId);
-    if (!r || r.cause) return false;
+    if (!r || r.cause || r.signal.aborted) return false;
     r.cause = { kind: 'canceled', reason };
     this.opts.logger.info({ job_id: jobId, data: { reason } }, 'canceling job');
     // BullMQ aborts the signal it gave the processor; the cause says what the abort means.
@@ -160,8 +241,10 @@ export class QueueWorker implements QueueParticipant {
         concurrency: this.opts.concurrency,
         running: this.running.size,
         draining: this.draining,
+        taking_jobs: !this.draining && !this.held,
         ...this.stats,
       },
+      ...(this.opts.runner.view ? { [this.opts.runner.name]: this.opts.runner.view() } : {}),
     };
   }
 
@@ -192,7 +275,7 @@ export class QueueWorker implements QueueParticipant {
           'drain deadline reached; handing running jobs back to the queue',
         );
         for (const [id, r] of this.running) {
-          if (!r.cause) {
+          if (!r.cause && !r.signal.aborted) {
             r.cause = { kind: 'preempted' };
             this.worker.cancelJob(id, 'preempted: the pod is draining');
           }
@@ -209,6 +292,8 @@ export class QueueWorker implements QueueParticipant {
       }
       await settlesWithin(quiet(this.opts.runner.close?.() ?? Promise.resolve()), CLOSE_TIMEOUT_MS);
       this.redis.disconnect();
+      this.flushDeferred();
+      for (const u of this.unsubscribe) u();
       log.info({ data: this.stats }, 'queue worker stopped');
     })();
     return this.closePromise;
@@ -216,75 +301,78 @@ export class QueueWorker implements QueueParticipant {
 
   private async process(job: Job, token: string, signal: AbortSignal | undefined): Promise<unknown> {
     const id = job.id as string;
+    // A retry can come straight back to this pod: the end of its last attempt is recorded first.
+    this.flushDeferred(id);
     const { jobs, workflows, logger } = this.opts;
     if (this.draining) {
       // Fetched just as the drain began: straight back to the queue, untouched.
       await this.handBack(job, token);
       throw new WaitingError();
     }
-    const traceparent = traceparentOf(job.data);
+    const given = traceparentOf(job.data) ?? telemetryTraceparent(job.opts.telemetry?.metadata);
+    const attempt = job.attemptsStarted || job.attemptsMade + 1;
+    const traced = this.opts.tracing;
+    const span: Span | undefined = traced?.tracing.enabled
+      ? traced.tracing.startFromTraceparent(SPAN.job(this.opts.queueName), given, SpanKind.CONSUMER, {
+          [ATTR.jobId]: id,
+          [ATTR.jobName]: job.name,
+          [ATTR.jobQueue]: this.opts.queueName,
+          [ATTR.jobAttempt]: attempt,
+          [ATTR.jobRunner]: this.opts.runner.name,
+        })
+      : undefined;
+    // What the job's own code continues: the job's span when traced, else the producer's context.
+    const traceparent = span ? spanTraceparent(span) : given;
+    const traceIds = span
+      ? { trace_id: span.spanContext().traceId, span_id: span.spanContext().spanId }
+      : given
+        ? { trace_id: parseTraceparent(given)?.traceId }
+        : undefined;
     const record = jobs.upsert({
       id,
+      attempts: attempt,
       queue: this.opts.queueName,
       name: job.name,
       source: 'queue-worker',
       state: 'active',
-      traceId: traceparent ? parseTraceparent(traceparent)?.traceId : undefined,
+      traceId: traceIds?.trace_id,
+      // A delayed job waits from when its delay ends.
+      enqueuedAt: job.timestamp + (job.opts.delay ?? 0),
     });
-    record.attempts = job.attemptsStarted || job.attemptsMade + 1;
+    record.attempts = attempt;
+    if (traceIds?.trace_id) record.traceId = traceIds.trace_id;
     workflows.begin(id);
+    if (span) traced?.workflowSpans.begin(id, span);
     this.stats.processed++;
 
     // BullMQ gives a signal to a processor that declares one: aborted by cancelJob, from the API, a
-    // BullMQ cancel, or the drain (which set `cause` first). A cancel nobody explained is a cancel.
+    // BullMQ cancel, or the drain (which set `cause` first).
     const jobSignal = signal ?? new AbortController().signal;
-    const onBullCancel = (): void => {
-      const r = this.running.get(id);
-      if (r && !r.cause) r.cause = { kind: 'canceled', reason: String(abortMessage(jobSignal.reason)) };
-    };
-    jobSignal.addEventListener('abort', onBullCancel, { once: true });
     let resolveDone!: () => void;
-    const entry: Running = { job, token, done: new Promise((r) => (resolveDone = r)) };
+    const entry: Running = {
+      job,
+      token,
+      signal: jobSignal,
+      done: new Promise((r) => (resolveDone = r)),
+    };
     this.running.set(id, entry);
 
-    const jobLogger = logger.child({ job_id: id });
-    // Output records take job_id (and the node) from the runner's context, per line.
-    const outputLogger = this.opts.jobOutputLogger;
+    // What only some jobs need is made on first use: most jobs of a busy queue log, report and
+    // apply nothing but their end, and per-job allocations are what a fast queue pays for.
+    let jobLogger: Logger | undefined;
+    const loggerOfJob = (): Logger => (jobLogger ??= logger.child({ job_id: id, ...traceIds }));
+    let applier: ProgressApplier | undefined;
     const keepLogs = job.opts.keepLogs ?? this.opts.keepLogs;
-    const reporter = new JobReporter({
-      writeProgress: (p) => job.updateProgress(p),
-      writeLog: (line) => Job.addJobLog(this.worker, id, line, keepLogs),
-      progressIntervalMs: this.opts.progressIntervalMs,
-      keepLogs,
-      logger: jobLogger,
-      now: this.now,
-    });
-    const pushProgress = (): void => {
-      const node = workflows.currentNode(id);
-      reporter.progress({
-        progress: jobs.get(id)?.progressPercent ?? 0,
-        node: node?.id ?? null,
-        step: node?.step ?? null,
-        total: node?.total ?? null,
-      });
-    };
-    const unsubscribe = [
-      jobs.subscribe((e) => {
-        if (e.job.id === id && e.type === 'progress') pushProgress();
-      }),
-      workflows.subscribe((e) => {
-        if (e.jobId === id && e.type !== 'progress') pushProgress();
-      }),
-    ];
-    const applier = new ProgressApplier({
-      jobs,
-      workflows,
-      artifacts: this.opts.artifacts,
-      logger: jobLogger,
-      defaultQueue: this.opts.queueName,
-      source: 'queue-worker',
-      scope: { jobId: id, onJobEnd: () => undefined },
-    });
+    const reporterOf = (): JobReporter =>
+      (entry.reporter ??= new JobReporter({
+        writeProgress: (p) => job.updateProgress(p),
+        writeLog: (line) => Job.addJobLog(this.worker, id, line, keepLogs),
+        progressIntervalMs: this.opts.progressIntervalMs,
+        keepLogs,
+        logger: loggerOfJob(),
+        now: this.now,
+      }));
+    entry.pushProgress = () => reporterOf().progress(this.progressOf(id));
     const ctx: RunContext = {
       jobId: id,
       queue: this.opts.queueName,
@@ -293,59 +381,111 @@ export class QueueWorker implements QueueParticipant {
       attempt: record.attempts,
       traceparent,
       signal: jobSignal,
-      logger: jobLogger,
-      outputLogger,
-      event: (e) => applier.apply(e),
-      outputLine: (_stream, line) => reporter.line(line),
+      get logger() {
+        return loggerOfJob();
+      },
+      // Output records take job_id (and the node) from the runner's context, per line.
+      outputLogger: traceIds ? this.opts.jobOutputLogger.child(traceIds) : this.opts.jobOutputLogger,
+      event: (e) =>
+        (applier ??= new ProgressApplier({
+          jobs,
+          workflows,
+          artifacts: this.opts.artifacts,
+          logger: loggerOfJob(),
+          defaultQueue: this.opts.queueName,
+          source: 'queue-worker',
+          scope: { jobId: id, onJobEnd: () => undefined },
+        })).apply(e),
+      outputLine: (_stream, line) => reporterOf().line(line),
       currentNodeId: () => workflows.currentNode(id)?.id,
+      step: (name, attributes = {}) => {
+        if (!span || !traced) return NO_STEP;
+        const child = traced.tracing.startChild(name, span, { [ATTR.jobId]: id, ...attributes });
+        return {
+          setAttribute: (k, v) => void child.setAttribute(k, v),
+          end: (failure) => endSpan(child, failure),
+        };
+      },
     };
     // Per job, one INFO record is enough: the one at its end, with how it went.
-    jobLogger.debug(
-      {
-        data: {
-          queue: this.opts.queueName,
-          name: job.name,
-          attempt: record.attempts,
-          runner: this.opts.runner.name,
+    if (logger.isLevelEnabled('debug')) {
+      loggerOfJob().debug(
+        {
+          data: {
+            queue: this.opts.queueName,
+            name: job.name,
+            attempt: record.attempts,
+            runner: this.opts.runner.name,
+          },
         },
-      },
-      'job started',
-    );
+        'job started',
+      );
+    }
+    let failure: { message: string; type?: string } | undefined;
     try {
       const result = await this.opts.runner.run(ctx);
-      await applier.settled();
+      await applier?.settled();
       // Producers polling the progress see the end before the completed state.
-      const node = workflows.currentNode(id);
-      if (reporter.reported)
-        reporter.progress({
-          progress: 100,
-          node: node?.id ?? null,
-          step: node?.step ?? null,
-          total: node?.total ?? null,
-        });
+      if (entry.reporter?.reported) entry.reporter.progress({ ...this.progressOf(id), progress: 100 });
       return result ?? null;
     } catch (err) {
-      await applier.settled();
+      failure = {
+        message: err instanceof Error ? err.message : String(err),
+        type: err instanceof JobRunFailure ? err.failure.type : err instanceof Error ? err.name : undefined,
+      };
+      await applier?.settled();
+      // A cancel nobody here explained (BullMQ's own) is a cancel all the same.
+      if (!entry.cause && jobSignal.aborted) {
+        entry.cause = { kind: 'canceled', reason: abortMessage(jobSignal.reason) };
+      }
       const cause = entry.cause;
       if (cause?.kind === 'preempted') {
-        await reporter.close(REPORTER_CLOSE_MS);
+        await entry.reporter?.close(REPORTER_CLOSE_MS);
         await this.handBack(job, token);
         throw new WaitingError();
       }
       if (cause?.kind === 'canceled') throw new UnrecoverableError(`canceled: ${cause.reason}`);
       if (err instanceof JobRunFailure) {
-        const e = new Error(err.failure.message);
+        // The JobStore keeps the failure whole (node, details); BullMQ gets its message and stack.
+        entry.failure = err.failure;
+        const e =
+          err.failure.retryable === false
+            ? new UnrecoverableError(err.failure.message)
+            : new Error(err.failure.message);
         e.name = err.failure.type ?? 'JobRunFailure';
         e.stack = err.stack;
         throw e;
       }
       throw err;
     } finally {
-      jobSignal.removeEventListener('abort', onBullCancel);
-      for (const u of unsubscribe) u();
-      await reporter.close(REPORTER_CLOSE_MS);
+      entry.pushProgress = undefined;
+      await entry.reporter?.close(REPORTER_CLOSE_MS);
+      if (span) {
+        traced?.workflowSpans.end(id);
+        const status =
+          entry.cause?.kind === 'preempted'
+            ? 'returned'
+            : entry.cause
+              ? 'canceled'
+              : failure
+                ? 'failed'
+                : 'completed';
+        span.setAttribute(ATTR.jobStatus, status);
+        endSpan(span, status === 'completed' || status === 'returned' ? undefined : failure);
+      }
       resolveDone();
     }
+  }
+
+  /** What `job.progress` says now: the job's percent and its current node. */
+  private progressOf(id: string): ProgressPayload {
+    const node = this.opts.workflows.currentNode(id);
+    return {
+      progress: this.opts.jobs.get(id)?.progressPercent ?? 0,
+      node: node?.id ?? null,
+      step: node?.step ?? null,
+      total: node?.total ?? null,
+    };
   }
 
   /** Moves a job this pod holds back to `wait`, without spending an attempt. */
@@ -368,16 +508,18 @@ export class QueueWorker implements QueueParticipant {
     });
   }
 
-  private onFailed(job: Job, err: Error): void {
-    const entry = this.running.get(job.id as string);
+  private onFailed(job: Job, err: Error, entry: Running | undefined): void {
     if (entry?.cause?.kind === 'canceled') {
       this.settled(job, 'canceled', { failure: { message: err.message, type: 'Canceled' } });
       return;
     }
     const attempts = job.opts.attempts ?? 1;
     const retryable = job.attemptsMade < attempts && !(err instanceof UnrecoverableError);
+    const known = entry?.failure;
     this.settled(job, 'failed', {
-      failure: { message: err.message, type: err.name, stack: err.stack, retryable },
+      failure: known
+        ? { ...known, retryable }
+        : { message: err.message, type: err.name, stack: err.stack, retryable },
     });
   }
 
@@ -388,20 +530,21 @@ export class QueueWorker implements QueueParticipant {
     patch: { failure?: JobFailure; result?: unknown },
   ): void {
     const id = job.id as string;
-    const known = this.opts.jobs.get(id);
-    if (!known || known.state !== 'active') return;
+    // The record is the store's own object: the transition updates it in place.
+    const rec = this.opts.jobs.get(id);
+    if (!rec || rec.state !== 'active') return;
     if (!this.opts.jobs.transition(id, to, patch)) return;
     this.opts.workflows.finish(id, to);
     this.stats[to]++;
-    const rec = this.opts.jobs.get(id);
     const fields = {
       job_id: id,
+      trace_id: rec.traceId,
       data: {
         status: to,
         name: job.name,
-        attempt: rec?.attempts,
+        attempt: rec.attempts,
         duration_ms:
-          rec?.startedAt !== undefined && rec.finishedAt !== undefined
+          rec.startedAt !== undefined && rec.finishedAt !== undefined
             ? rec.finishedAt - rec.startedAt
             : undefined,
         failure: patch.failure,
@@ -415,17 +558,45 @@ export class QueueWorker implements QueueParticipant {
   private afterJob(job: Job): void {
     const id = job.id as string;
     this.running.delete(id);
-    const rec = this.opts.jobs.get(id);
-    if (rec?.state === 'active') {
-      this.settled(job, 'returned', {
-        failure: {
-          message:
-            'the queue did not take the outcome (lock lost or Redis unreachable); the queue retries the job when its lock expires',
-          type: 'LockLost',
-          retryable: true,
-        },
-      });
+    // After the job's completed or failed bookkeeping, which was deferred before this.
+    this.defer(id, () => {
+      const rec = this.opts.jobs.get(id);
+      if (rec?.state === 'active') {
+        this.settled(job, 'returned', {
+          failure: {
+            message:
+              'the queue did not take the outcome (lock lost or Redis unreachable); the queue retries the job when its lock expires',
+            type: 'LockLost',
+            retryable: true,
+          },
+        });
+      }
+    });
+  }
+
+  /** Runs `f` on the next turn of the event loop, in order with the job's other deferred steps. */
+  private defer(id: string, f: () => void): void {
+    let steps = this.deferred.get(id);
+    if (!steps) this.deferred.set(id, (steps = []));
+    steps.push(f);
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => this.flushDeferred());
     }
+  }
+
+  /** Runs deferred steps: one job's (before it starts again), or all. */
+  private flushDeferred(id?: string): void {
+    if (id !== undefined) {
+      const steps = this.deferred.get(id);
+      this.deferred.delete(id);
+      for (const f of steps ?? []) f();
+      return;
+    }
+    this.flushing = false;
+    const all = [...this.deferred.values()];
+    this.deferred.clear();
+    for (const steps of all) for (const f of steps) f();
   }
 }
 
@@ -452,4 +623,19 @@ function traceparentOf(data: unknown): string | undefined {
     if (typeof tp === 'string' && parseTraceparent(tp)) return tp;
   }
   return undefined;
+}
+
+/**
+ * The traceparent BullMQ's own telemetry stored with the job (`opts.telemetry.metadata`: the producer's
+ * propagation carrier as JSON), for producers that use BullMQ's OpenTelemetry integration.
+ */
+function telemetryTraceparent(metadata: unknown): string | undefined {
+  if (typeof metadata !== 'string' || metadata.length > 4096) return undefined;
+  try {
+    const carrier = JSON.parse(metadata) as { traceparent?: unknown };
+    const tp = carrier.traceparent;
+    return typeof tp === 'string' && parseTraceparent(tp) ? tp : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -25,7 +25,20 @@ export interface RunContext {
   outputLine(stream: 'stdout' | 'stderr', line: string): void;
   /** The node running now, for correlating output lines. */
   currentNodeId(): string | undefined;
+  /**
+   * Marks a step of the runner's own work (submit, execute, collect): a span under the job's when
+   * tracing is on, nothing otherwise. `end` takes the step's failure, if it failed.
+   */
+  step(name: string, attributes?: Record<string, string | number | boolean>): RunStep;
 }
+
+export interface RunStep {
+  setAttribute(key: string, value: string | number | boolean): void;
+  end(failure?: { message: string; type?: string }): void;
+}
+
+/** The step of a job that is not traced. */
+export const NO_STEP: RunStep = { setAttribute: () => undefined, end: () => undefined };
 
 /** The job's own failure: the runner ran it and it failed (as opposed to the runner breaking). */
 export class JobRunFailure extends Error {
@@ -46,7 +59,13 @@ export interface JobRunner {
   readonly name: string;
   run(ctx: RunContext): Promise<unknown>;
   /** Whether the runner can take jobs now (ComfyUI up, ...); undefined when it always can. */
-  readiness?(): { ok: boolean; reason?: string };
+  readiness?(): { ok: boolean; reason?: string; starting?: boolean };
+  /** Tells when `readiness().ok` changes; the worker takes no jobs while it is false. */
+  onReadinessChange?(listener: (ok: boolean) => void): () => void;
+  /** Starts what the runner keeps open (a connection); called once, before any job. */
+  start?(): void;
+  /** What `/debug/queue` shows of the runner. */
+  view?(): Record<string, unknown>;
   close?(): Promise<void>;
 }
 

@@ -14,6 +14,8 @@ export function nodeView(n: WorkflowNode, now: number) {
     started_at: iso(n.startedAt),
     ended_at: iso(n.endedAt),
     duration_ms: n.startedAt !== undefined && end !== undefined ? end - n.startedAt : null,
+    steps_per_second: stepsPerSecond(n, end),
+    gpu_memory_peak_mb: mb(n.gpuMemoryPeakBytes),
     error: n.error
       ? {
           message: n.error.message,
@@ -40,6 +42,7 @@ export function buildWorkflowView(
       nodes_completed: 0,
       progress_percent: 0,
       current_node: null,
+      gpu_memory_peak_mb: null,
       nodes: [],
     };
   }
@@ -54,6 +57,18 @@ export function buildWorkflowView(
     started_at: iso(wf.startedAt),
     finished_at: iso(wf.finishedAt),
     current_node: current ? current.id : null,
+    gpu_memory_peak_mb: mb(wf.gpuMemoryPeakBytes),
     nodes: nodes.map((n) => nodeView(n, now)),
   };
+}
+
+function mb(bytes: number | undefined): number | null {
+  return bytes === undefined ? null : Math.round(bytes / (1024 * 1024));
+}
+
+/** Steps a node ran per second: for samplers, the figure users compare between pods and models. */
+export function stepsPerSecond(n: WorkflowNode, end: number | undefined): number | null {
+  if (n.total === undefined || n.step === undefined || n.step === 0) return null;
+  if (n.startedAt === undefined || end === undefined || end <= n.startedAt) return null;
+  return Math.round((n.step / ((end - n.startedAt) / 1000)) * 100) / 100;
 }

@@ -24,6 +24,8 @@ export interface WorkflowNode {
   startedAt?: number;
   endedAt?: number;
   error?: NodeError;
+  /** Highest GPU memory in use (all GPUs together) seen while the node ran, bytes. */
+  gpuMemoryPeakBytes?: number;
 }
 
 export interface Workflow {
@@ -36,6 +38,8 @@ export interface Workflow {
   startedAt: number;
   finishedAt?: number;
   currentNodeId?: string;
+  /** Highest GPU memory in use (all GPUs together) seen while the job ran, bytes. */
+  gpuMemoryPeakBytes?: number;
 }
 
 export interface GraphNode {
@@ -63,6 +67,8 @@ const MAX_NODES_PER_WORKFLOW = 10_000;
  */
 export class WorkflowStore {
   private readonly workflows = new Map<string, Workflow>();
+  /** Workflows not finished yet, for the GPU readings (few, however long the history). */
+  private readonly live = new Set<Workflow>();
   private readonly listeners = new Set<(e: WorkflowEvent) => void>();
 
   constructor(
@@ -83,10 +89,15 @@ export class WorkflowStore {
       wf.nodes.set(g.id, this.newNode(g.id, g.type, g.display, g.parent));
     }
     wf.nodesTotal = Math.max(wf.nodes.size, nodesTotal ?? 0);
+    const earlier = this.workflows.get(jobId);
+    if (earlier) this.live.delete(earlier);
     this.workflows.delete(jobId);
     this.workflows.set(jobId, wf);
+    this.live.add(wf);
     while (this.workflows.size > this.historySize + 1) {
       const oldest = this.workflows.keys().next().value as string;
+      const evicted = this.workflows.get(oldest);
+      if (evicted) this.live.delete(evicted);
       this.workflows.delete(oldest);
     }
     return wf;
@@ -168,9 +179,29 @@ export class WorkflowStore {
     }
     wf.currentNodeId = undefined;
     wf.finishedAt = this.now();
+    this.live.delete(wf);
     if (outcome === 'completed' && wf.progressPercent < 100) {
       wf.progressPercent = 100;
       this.emit({ type: 'progress', jobId, progressPercent: 100 });
+    }
+  }
+
+  /**
+   * A GPU reading: the memory in use (all GPUs together) raises the peak of every running workflow and
+   * of its running node. Workflows run at the same time share the GPUs, so each sees the pod's total.
+   */
+  recordGpuMemory(usedBytes: number): void {
+    if (!Number.isFinite(usedBytes)) return;
+    for (const wf of this.live) {
+      if (wf.finishedAt !== undefined) {
+        this.live.delete(wf);
+        continue;
+      }
+      if (usedBytes > (wf.gpuMemoryPeakBytes ?? -1)) wf.gpuMemoryPeakBytes = usedBytes;
+      for (const n of wf.nodes.values()) {
+        if (n.status === 'running' && usedBytes > (n.gpuMemoryPeakBytes ?? -1))
+          n.gpuMemoryPeakBytes = usedBytes;
+      }
     }
   }
 

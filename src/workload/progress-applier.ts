@@ -87,6 +87,7 @@ export class ProgressApplier {
             source: this.deps.source,
             state: 'active',
             traceId: traceIdOf(event.traceparent),
+            traceparent: traceIdOf(event.traceparent) ? event.traceparent : undefined,
           });
           workflows.begin(id, graphOf(event), event.nodes_total);
           logger.info(
@@ -146,6 +147,7 @@ export class ProgressApplier {
               message: event.error.message,
               exceptionType: 'exception_type' in event.error ? event.error.exception_type : undefined,
               traceback: 'traceback' in event.error ? tracebackLines(event.error.traceback) : undefined,
+              details: 'details' in event.error ? event.error.details : undefined,
             }
           : undefined;
         workflows.nodeEnd(id, event.node_id, event.status, { type: event.node_type, error });

@@ -53,10 +53,7 @@ describe('queue faults and observer mode (real Redis)', function () {
 
       await server.restart();
       const job = await eventually(
-        async () => {
-          const j = await queue.getJob(id);
-          return (await j?.getState()) === 'completed' ? j : undefined;
-        },
+        async () => ((await queue.getJobState(id)) === 'completed' ? queue.getJob(id) : undefined),
         30_000,
         'job completed after Redis came back',
       );

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { finishedJob } from '../helpers/queue.js';
 import { ROOT, eventually, http, startAgentProcess, tempDir } from '../helpers/agent.js';
 import type { AgentProcess } from '../helpers/agent.js';
 import { deletePrefix, redisClient, testRedis } from '../helpers/redis.js';
@@ -46,16 +47,8 @@ function worker(c: Ctx, env: Record<string, string> = {}): Promise<AgentProcess>
   });
 }
 
-async function finished(queue: Queue, id: string, timeoutMs = 20_000): Promise<Job> {
-  return eventually(
-    async () => {
-      const job = await queue.getJob(id);
-      const state = await job?.getState();
-      return state === 'completed' || state === 'failed' ? job : undefined;
-    },
-    timeoutMs,
-    `job ${id} finished`,
-  );
+function finished(queue: Queue, id: string, timeoutMs = 20_000): Promise<Job> {
+  return finishedJob(queue, id, timeoutMs);
 }
 
 type QueueView = {
