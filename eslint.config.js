@@ -31,6 +31,11 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
+    // The /debug/ page's script runs in the browser.
+    files: ['ui/**/*.ts'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
+  {
     files: ['test/**/*.ts'],
     rules: {
       // mocha's describe/it return values are not promises to await
