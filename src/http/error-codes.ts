@@ -4,7 +4,7 @@
  */
 export const ERROR_CODES = {
   NOT_FOUND:
-    'No route answers this path. Routes: /health, /ready, /metrics, /debug/{status,gpu,workflow,logs,queue,memory,artifacts,config}.',
+    'No route answers this path. Routes: /health, /ready, /metrics, /debug/{status,gpu,workflow,logs,events,queue,memory,artifacts,config}.',
   METHOD_NOT_ALLOWED: 'This route does not take this method; the Allow header lists those it takes.',
   INVALID_QUERY: 'A query parameter is malformed; `details` names it and says what is expected.',
   INVALID_REQUEST_ID:
@@ -19,11 +19,16 @@ export const ERROR_CODES = {
   ARTIFACT_NOT_FOUND: 'The job has no artifact of this name.',
   DETAIL_NOT_AVAILABLE:
     'Only the nvidia-smi backend takes nvidia-smi reports; the agent never runs a tool for a request.',
+  RANGE_NOT_SATISFIABLE:
+    'The Range header asks for bytes past the end of the file; Content-Range gives its size.',
   INVALID_ARTIFACT_PATH:
     'Artifact names are relative paths inside the job; absolute paths, "..", and links out are refused.',
   BAD_REQUEST: 'The request is not valid HTTP.',
   HEADERS_TOO_LARGE: 'Request headers are larger than the server accepts (16 KiB).',
   REQUEST_TIMEOUT: 'The request was not received in time.',
+  EXPECTATION_FAILED: 'The server takes only "Expect: 100-continue"; send the request without Expect.',
+  TOO_MANY_STREAMS:
+    'Every /debug/events stream slot is taken (EVENTS_MAX_STREAMS); retry later, or close a stream you hold.',
   INTERNAL_ERROR: 'The agent failed to answer; the log record with this request_id has the cause.',
 } as const;
 

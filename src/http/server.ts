@@ -20,8 +20,31 @@ export const SERVER_LIMITS = {
   maxConnections: 1024,
 } as const;
 
+/** How long a closing connection stays open to drain what the client still sends (lingering close). */
+const LINGER_MS = 2000;
+
+/** Ends the write side now; the socket closes when the client closes its side, or after LINGER_MS. */
+function lingerClose(socket: Socket): void {
+  if (socket.writable) socket.end();
+  if (socket.destroyed) return;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
 /** Creates the HTTP server around `app` with the limits above; malformed HTTP is answered in the error format. */
 export function createServer(app: RequestListener, logger: Logger): http.Server {
+  const refuse = (res: http.ServerResponse, status: number, code: ErrorCode, message: string): void => {
+    const requestId = randomUUID();
+    const body = JSON.stringify(errorBody(code, message, { requestId }));
+    res.writeHead(status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'x-request-id': requestId,
+      'Content-Length': Buffer.byteLength(body),
+      Connection: 'close',
+    });
+    res.end(body);
+  };
   const server = http.createServer(
     {
       maxHeaderSize: SERVER_LIMITS.maxHeaderBytes,
@@ -31,12 +54,38 @@ export function createServer(app: RequestListener, logger: Logger): http.Server 
       // How often the header and request deadlines are checked; Node's 30 s default would let a slow
       // client hold a socket three times longer than headersTimeoutMs says.
       connectionsCheckingInterval: 1000,
+      // Node would answer a request without Host with a bare 400; the routes need no Host.
+      requireHostHeader: false,
     },
-    app,
+    (req, res) => {
+      // A target no URL parser takes (a broken absolute-form URI) would reach Express's own HTML 404.
+      if (!URL.canParse(req.url ?? '', 'http://agent')) {
+        refuse(res, 400, 'BAD_REQUEST', 'the request target is not a valid URL');
+        return;
+      }
+      app(req, res);
+    },
   );
+  // An Expect other than 100-continue: Node's own 417 has no body; this one is in the error format.
+  server.on('checkExpectation', (_req: http.IncomingMessage, res: http.ServerResponse) =>
+    refuse(res, 417, 'EXPECTATION_FAILED', 'only "Expect: 100-continue" is supported'),
+  );
+  // CONNECT (a proxy request) has no route here; without a handler Node would drop the socket silently.
+  server.on('connect', (_req: http.IncomingMessage, socket: Socket) => {
+    const requestId = randomUUID();
+    const body = JSON.stringify(errorBody('METHOD_NOT_ALLOWED', 'CONNECT is not supported', { requestId }));
+    socket.on('error', () => undefined);
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `x-request-id: ${requestId}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
   server.maxConnections = SERVER_LIMITS.maxConnections;
   server.setTimeout(SERVER_LIMITS.socketTimeoutMs, (socket: Socket) => socket.destroy());
+  const answered = new WeakSet<Socket>();
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // Already answered and lingering: what still arrives is read and dropped below.
+    if (answered.has(socket)) return;
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
       return;
@@ -50,10 +99,23 @@ export function createServer(app: RequestListener, logger: Logger): http.Server 
     logger.debug({ data: { code: err.code, status } }, 'client error');
     const requestId = randomUUID();
     const body = JSON.stringify(errorBody(code, message, { requestId }));
-    socket.end(
+    // What the client still sends after a parse error is dropped unparsed while the answer lingers.
+    answered.add(socket);
+    socket.removeAllListeners('data');
+    socket.on('data', () => undefined);
+    socket.resume();
+    socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
         `x-request-id: ${requestId}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
+    lingerClose(socket);
+  });
+  // Node closes a connection it answered with Connection: close as soon as the answer is written, even
+  // while the request body is still arriving (a 1 MB body to a route that reads none). Closing with
+  // unread data sends a reset, which makes the client drop the answer (RFC 9112 §9.6), so such a
+  // connection lingers instead: the body is read and dropped until the client closes or LINGER_MS pass.
+  server.on('connection', (socket: Socket & { destroySoon?: () => void }) => {
+    if (typeof socket.destroySoon === 'function') socket.destroySoon = () => lingerClose(socket);
   });
   return server;
 }

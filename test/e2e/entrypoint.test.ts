@@ -250,6 +250,16 @@ describe('entrypoint mode: the agent supervises a workload', function () {
       assert.deepEqual(Buffer.from(await dl.arrayBuffer()), bytes);
     });
 
+    it('answers a Range past the end with 416 in the error format, not as the file', async function () {
+      const r = await http(`${agent.url}/debug/artifacts/job-1/job-1/image_00001.png`, {
+        headers: { Range: 'bytes=999999999-' },
+      });
+      assertError(r, 416, 'RANGE_NOT_SATISFIABLE');
+      assert.match(r.headers.get('content-type') ?? '', /^application\/json/);
+      assert.equal(r.headers.get('content-range'), 'bytes */8');
+      assert.equal(r.headers.get('content-disposition'), null);
+    });
+
     it('answers 404 for an unknown artifact and 400 for names that try to leave the root', async function () {
       assertError(await http(`${agent.url}/debug/artifacts/job-1/job-1/nope.png`), 404, 'ARTIFACT_NOT_FOUND');
       for (const bad of [

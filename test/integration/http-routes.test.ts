@@ -363,6 +363,52 @@ describe('HTTP surface on MOCK_GPU=1', function () {
       assert.match(raw, /^HTTP\/1\.1 431 /);
       assert.equal((bodyOf(raw).error as { code: string }).code, 'HEADERS_TOO_LARGE');
     });
+
+    /**
+     * Sends `head` and 64 KiB, waits for the answer, then goes on sending 1 MB more as a client that does
+     * not read while it writes does, and returns the answer and any socket error.
+     */
+    async function answerWhileSending(head: string): Promise<{ answer: string; error?: Error }> {
+      const socket = net.connect(agent.port, '127.0.0.1');
+      let error: Error | undefined;
+      socket.on('error', (e) => (error = e));
+      let answer = '';
+      const answered = new Promise<void>((resolve) =>
+        socket.on('data', (c: Buffer) => {
+          answer += c.toString('latin1');
+          resolve();
+        }),
+      );
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      const write = (s: string): Promise<void> =>
+        new Promise((resolve, reject) => socket.write(s, (e) => (e ? reject(e) : resolve())));
+      await write(head + 'a'.repeat(64 * 1024));
+      await answered;
+      try {
+        for (let i = 0; i < 16; i++) await write('a'.repeat(64 * 1024));
+        socket.end();
+      } catch (e) {
+        error ??= e as Error;
+      }
+      await closed;
+      return { answer, error };
+    }
+
+    it('keeps reading a client still sending a huge request line after the 431, so no reset loses the answer', async function () {
+      const { answer, error } = await answerWhileSending('GET /health?q=');
+      assert.equal(error, undefined, 'the connection was reset while the client was still sending');
+      assert.match(answer, /^HTTP\/1\.1 431 /);
+      assert.equal((bodyOf(answer).error as { code: string }).code, 'HEADERS_TOO_LARGE');
+    });
+
+    it('keeps reading a body no route reads after answering, before it closes the connection', async function () {
+      const { answer, error } = await answerWhileSending(
+        `POST /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${17 * 64 * 1024}\r\n\r\n`,
+      );
+      assert.equal(error, undefined, 'the connection was reset while the client was still sending');
+      assert.match(answer, /^HTTP\/1\.1 404 /);
+      assert.equal((bodyOf(answer).error as { code: string }).code, 'NOT_FOUND');
+    });
   });
 
   describe('request ids and trace context', function () {
