@@ -1,13 +1,42 @@
 #!/usr/bin/env node
-import { helpText, loadConfig, splitArgv } from './config.js';
-import { exitImmediately } from './hard-exit.js';
-import { startAgent } from './main.js';
-import { readVersion } from './version.js';
+import { constants as osConstants } from 'node:os';
 
 /** Exit status for a configuration the agent refuses to start with. */
 const EXIT_CONFIG = 2;
 
+/**
+ * As PID 1 the kernel drops every signal the process has no handler for, so a SIGTERM that came
+ * before the agent's own handlers (installed once the workload is started) would be lost and the
+ * container would run on. Until then, a signal ends the agent as it would any other process: nothing
+ * is running yet that needs a drain. Installed before the agent's modules are loaded (the imports
+ * below are dynamic for that reason).
+ */
+const STARTUP_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+const exitOnStartupSignal = (signal: NodeJS.Signals): void => {
+  process.stderr.write(`gpu-pod-agent: ${signal} before the agent started; exiting\n`);
+  process.exit(128 + osConstants.signals[signal]);
+};
+if (process.pid === 1) for (const s of STARTUP_SIGNALS) process.on(s, exitOnStartupSignal);
+const dropStartupHandlers = (): void => {
+  for (const s of STARTUP_SIGNALS) process.off(s, exitOnStartupSignal);
+};
+
 async function run(): Promise<void> {
+  // `gpu-pod-agent status`: the terminal view of a running agent, not an agent.
+  if (process.argv[2] === 'status') {
+    dropStartupHandlers();
+    const { runStatus } = await import('./status/command.js');
+    const code = await runStatus({
+      argv: process.argv.slice(3),
+      env: process.env,
+      stdout: process.stdout,
+      stderr: process.stderr,
+    });
+    // Without waiting for fetch's idle keep-alive sockets to time out.
+    process.exit(code);
+  }
+  const { helpText, loadConfig, splitArgv } = await import('./config.js');
+  const { readVersion } = await import('./version.js');
   const argv = process.argv.slice(2);
   const { agentArgs } = splitArgv(argv);
   if (agentArgs.includes('--help') || agentArgs.includes('-h')) {
@@ -28,6 +57,8 @@ async function run(): Promise<void> {
     process.exitCode = EXIT_CONFIG;
     return;
   }
+  const { startAgent } = await import('./main.js');
+  const { exitImmediately } = await import('./hard-exit.js');
   let agent;
   try {
     agent = await startAgent(result.config, { env: process.env });
@@ -37,6 +68,9 @@ async function run(): Promise<void> {
     );
     process.exitCode = 1;
     return;
+  } finally {
+    // The agent's handlers are in place (they were installed in the same turn startAgent returned).
+    dropStartupHandlers();
   }
   const code = await agent.done;
   if (agent.hasWedgedThreads()) exitImmediately(code);

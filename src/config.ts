@@ -16,7 +16,7 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const GPU_BACKEND_CHOICES = ['auto', 'nvml', 'nvidia-smi', 'dcgm', 'mock'] as const;
 export type GpuBackendChoice = (typeof GPU_BACKEND_CHOICES)[number];
-export const JOB_RUNNER_CHOICES = ['command', 'noop', 'none'] as const;
+export const JOB_RUNNER_CHOICES = ['command', 'comfyui', 'noop', 'none'] as const;
 export type JobRunnerChoice = (typeof JOB_RUNNER_CHOICES)[number];
 const MOCK_FAULT_KINDS = ['none', 'hang', 'error', 'na'] as const;
 
@@ -68,6 +68,16 @@ export interface AgentConfig {
   jobProgressIntervalMs: number;
   jobKeepLogs: number;
   queueRefreshIntervalMs: number;
+  /** ComfyUI's base URL, for the `comfyui` runner. */
+  comfyuiUrl: string;
+  /** ComfyUI's base directory (output/, temp/, input/) when readable here. */
+  comfyuiDir: string | undefined;
+  comfyuiRequestTimeoutMs: number;
+  comfyuiSilenceMs: number;
+  /** Whether traces are exported, and why (from the standard `OTEL_*` variables). */
+  tracing: { enabled: boolean; reason: string };
+  eventsMaxStreams: number;
+  eventsBufferSize: number;
   /** The workload command given after `--`; empty in sidecar mode. */
   workload: string[];
 }
@@ -342,9 +352,9 @@ export const SETTINGS: readonly Setting[] = [
     env: 'JOB_RUNNER',
     flag: 'job-runner',
     defaultText: '`command` when `JOB_COMMAND` is set, else `none`',
-    unit: 'command, noop, none',
+    unit: 'command, comfyui, noop, none',
     description:
-      '`command`: this pod is a BullMQ worker and runs `JOB_COMMAND` per job; `none`: it only follows the queue (the workload is the worker); `noop`: completes each job at once (for benchmarks and queue plumbing checks).',
+      "`command`: this pod is a BullMQ worker and runs `JOB_COMMAND` per job; `comfyui`: it runs each job's `workflow` on ComfyUI at `COMFYUI_URL`; `none`: it only follows the queue (the workload is the worker); `noop`: completes each job at once (for benchmarks and queue plumbing checks).",
   },
   {
     env: 'JOB_COMMAND',
@@ -392,6 +402,52 @@ export const SETTINGS: readonly Setting[] = [
     unit: 'ms',
     description:
       'How often the queue counts, worker count and Redis latency of `/debug/queue` are read from Redis.',
+  },
+  {
+    env: 'EVENTS_MAX_STREAMS',
+    flag: 'events-max-streams',
+    defaultText: '64',
+    unit: 'streams',
+    description:
+      '`/debug/events` streams open at once; one more is answered 503 `TOO_MANY_STREAMS`. A stream whose client reads too slowly is closed (it reconnects with `Last-Event-ID`).',
+  },
+  {
+    env: 'EVENTS_BUFFER_SIZE',
+    flag: 'events-buffer-size',
+    defaultText: '2000',
+    unit: 'events',
+    description: 'Events kept for `/debug/events` clients that reconnect with `Last-Event-ID`.',
+  },
+  {
+    env: 'COMFYUI_URL',
+    flag: 'comfyui-url',
+    defaultText: 'http://127.0.0.1:8188',
+    unit: 'http(s) URL',
+    description:
+      'ComfyUI for `JOB_RUNNER=comfyui`: prompts are submitted there and followed over its websocket. The pod takes no job while it is unreachable (`/ready` says so).',
+  },
+  {
+    env: 'COMFYUI_DIR',
+    flag: 'comfyui-dir',
+    defaultText: 'unset',
+    unit: 'path',
+    description:
+      "ComfyUI's base directory (the one with `output/`, `temp/`, `input/`), when this container can read it: output files are copied from there (or recorded in place when `ARTIFACTS_DIR` is inside it) instead of downloaded through `/view`.",
+  },
+  {
+    env: 'COMFYUI_REQUEST_TIMEOUT_MS',
+    flag: 'comfyui-request-timeout-ms',
+    defaultText: '30000',
+    unit: 'ms',
+    description: "Bound on each HTTP call to ComfyUI (a download's body excepted).",
+  },
+  {
+    env: 'COMFYUI_SILENCE_MS',
+    flag: 'comfyui-silence-ms',
+    defaultText: '10000',
+    unit: 'ms',
+    description:
+      "With no websocket event for this long while a prompt runs, the agent reads ComfyUI's `/history` and `/queue` to learn where the prompt is (a lost event or a socket that died quietly).",
   },
 ];
 
@@ -611,6 +667,32 @@ export function loadConfig(
   const jobProgressIntervalMs = get('JOB_PROGRESS_INTERVAL_MS', intIn(0, 600_000), '500');
   const jobKeepLogs = get('JOB_KEEP_LOGS', intIn(0, 1_000_000), '1000');
   const queueRefreshIntervalMs = get('QUEUE_REFRESH_INTERVAL_MS', intIn(100, 3_600_000), '2000');
+  const comfyuiUrl = get(
+    'COMFYUI_URL',
+    z
+      .string()
+      .refine(
+        (u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol) && new URL(u).hostname !== '',
+        'must be an http(s) URL with a host',
+      ),
+    'http://127.0.0.1:8188',
+  );
+  const comfyuiDir =
+    raw.COMFYUI_DIR === undefined
+      ? undefined
+      : get(
+          'COMFYUI_DIR',
+          z
+            .string()
+            .min(1)
+            .transform((p) => path.resolve(p)),
+          '',
+        );
+  const tracing = tracingFromEnv(env);
+  const eventsMaxStreams = get('EVENTS_MAX_STREAMS', intIn(1, 10_000), '64');
+  const eventsBufferSize = get('EVENTS_BUFFER_SIZE', intIn(10, 1_000_000), '2000');
+  const comfyuiRequestTimeoutMs = get('COMFYUI_REQUEST_TIMEOUT_MS', intIn(100, 600_000), '30000');
+  const comfyuiSilenceMs = get('COMFYUI_SILENCE_MS', intIn(200, 3_600_000), '10000');
 
   if (mockGpu && gpuBackend !== undefined && gpuBackend !== 'auto' && gpuBackend !== 'mock') {
     errors.push(`MOCK_GPU: conflicts with GPU_BACKEND=${gpuBackend} (unset one of them)`);
@@ -681,9 +763,32 @@ export function loadConfig(
       jobProgressIntervalMs: jobProgressIntervalMs as number,
       jobKeepLogs: jobKeepLogs as number,
       queueRefreshIntervalMs: queueRefreshIntervalMs as number,
+      comfyuiUrl: comfyuiUrl as string,
+      comfyuiDir,
+      comfyuiRequestTimeoutMs: comfyuiRequestTimeoutMs as number,
+      comfyuiSilenceMs: comfyuiSilenceMs as number,
+      tracing,
+      eventsMaxStreams: eventsMaxStreams as number,
+      eventsBufferSize: eventsBufferSize as number,
       workload,
     },
   };
+}
+
+/**
+ * Traces are exported when an OTLP endpoint or a trace exporter is named in the standard variables,
+ * unless `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`. The SDK reads the rest itself.
+ */
+export function tracingFromEnv(env: NodeJS.ProcessEnv): { enabled: boolean; reason: string } {
+  const v = (k: string): string | undefined => blankToUndefined(env[k])?.trim();
+  if (v('OTEL_SDK_DISABLED')?.toLowerCase() === 'true')
+    return { enabled: false, reason: 'OTEL_SDK_DISABLED=true' };
+  const exporter = v('OTEL_TRACES_EXPORTER');
+  if (exporter === 'none') return { enabled: false, reason: 'OTEL_TRACES_EXPORTER=none' };
+  const endpoint = v('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') ?? v('OTEL_EXPORTER_OTLP_ENDPOINT');
+  if (endpoint) return { enabled: true, reason: `OTLP endpoint ${redactUrl(endpoint)}` };
+  if (exporter) return { enabled: true, reason: `OTEL_TRACES_EXPORTER=${exporter}` };
+  return { enabled: false, reason: 'no OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER' };
 }
 
 function blankToUndefined(v: string | undefined): string | undefined {
@@ -705,6 +810,7 @@ export function redactedConfig(config: AgentConfig): Record<string, unknown> {
 export function helpText(): string {
   const lines = [
     'Usage: gpu-pod-agent [flags] [-- workload command...]',
+    '       gpu-pod-agent status [--url URL] [--token T] [--watch [S]] [--json]   (see status --help)',
     '',
     'Runs as a sidecar, or with `-- cmd` as the entrypoint that supervises the workload.',
     'Every flag has an environment variable; a flag wins over the variable.',

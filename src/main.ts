@@ -1,9 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import type http from 'node:http';
 import { GpuStore } from '../gpu/index.js';
 import type { GpuActivity } from '../gpu/index.js';
 import { ArtifactStore } from './artifacts/artifact-store.js';
+import { EventHub } from './events/event-hub.js';
+import { eventStream } from './http/event-stream.js';
+import { ComfyUIRunner } from './comfyui/runner.js';
 import { redactedConfig } from './config.js';
 import type { AgentConfig } from './config.js';
 import { GpuSource } from './gpu-backend.js';
@@ -12,7 +16,7 @@ import { exitImmediately } from './hard-exit.js';
 import { HostStore, realHostReaders } from './host/host-store.js';
 import { createApp } from './http/app.js';
 import { closeServer, createServer, listen } from './http/server.js';
-import { JobStore } from './jobs/job-store.js';
+import { FINISHED_STATES, JobStore } from './jobs/job-store.js';
 import { Lifecycle } from './lifecycle.js';
 import { LogRing } from './logging/log-ring.js';
 import { createLogger, stdoutSink } from './logging/logger.js';
@@ -24,16 +28,25 @@ import { QueueMonitor } from './queue/queue-monitor.js';
 import { QueueObserver } from './queue/queue-observer.js';
 import { QueueWorker } from './queue/queue-worker.js';
 import { NoopRunner } from './queue/runner.js';
+import type { JobRunner } from './queue/runner.js';
 import { disabledQueue } from './views/queue.js';
 import type { QueueView } from './views/queue.js';
-import { readiness } from './views/status.js';
+import { ATTR, SPAN } from './tracing/attributes.js';
+import { SpanKind, Tracing, endSpan } from './tracing/otel.js';
+import type { Span } from './tracing/otel.js';
+import { WorkflowSpans } from './tracing/workflow-spans.js';
+import { readiness, summariesOf } from './views/status.js';
+import type { StatusDeps } from './views/status.js';
 import { WorkflowStore } from './workflow/workflow-store.js';
+import { OrphanReaper } from './workload/orphan-reaper.js';
 import { ProgressApplier } from './workload/progress-applier.js';
 import { PROTOCOL_PREFIX } from './workload/progress-protocol.js';
 import { WorkloadSupervisor, workloadName } from './workload/supervisor.js';
 
 /** How long shutdown waits for artifacts still being hashed. */
 const ARTIFACT_SETTLE_MS = 5000;
+/** How long the GPU model may take to be known before traces go out without it. */
+const GPU_MODEL_WAIT_MS = 10_000;
 
 /** The queue label of jobs the workload reports without naming a queue. */
 export const WORKLOAD_QUEUE = 'workload';
@@ -43,6 +56,11 @@ export interface AgentIo {
   out?: LineSink & { close?(timeoutMs: number): Promise<void> };
   /** Installs process signal handlers; tests that embed the agent pass false. */
   handleSignals?: boolean;
+  /**
+   * Waits for orphaned processes handed to the agent (see src/workload/orphan-reaper.ts).
+   * @defaultValue true when the agent is PID 1 (a container started without an init)
+   */
+  reapOrphans?: boolean;
 }
 
 export interface RunningAgent {
@@ -86,6 +104,10 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     );
   }
 
+  // PID 1 (no tini): orphans are handed to the agent. Set up before anything spawns a child.
+  const reaper = (io.reapOrphans ?? process.pid === 1) ? new OrphanReaper({ logger }) : undefined;
+  await reaper?.start();
+
   // Stores
   const lifecycle = new Lifecycle();
   const jobs = new JobStore(config.jobHistorySize, now);
@@ -124,7 +146,15 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     context: () => {
       const id = applier.jobId;
       const node = id === undefined ? undefined : workflows.currentNode(id);
-      return { job_id: id, node_id: node?.id };
+      if (id === undefined) return { job_id: id, node_id: undefined };
+      // The workload's lines carry its job's trace (the job span's when traced).
+      const span = workloadJobSpans.get(id)?.spanContext();
+      return {
+        job_id: id,
+        node_id: node?.id,
+        trace_id: span?.traceId ?? jobs.get(id)?.traceId,
+        span_id: span?.spanId,
+      };
     },
   });
 
@@ -147,12 +177,83 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   });
   const gpuSource = new GpuSource(config, gpu, activity, rootLogger.child({ source: 'gpu' }));
 
+  // Traces (only with OTEL_* set): the GPU model joins the resource once the backend has read it.
+  const gpuModel = new Promise<string | undefined>((resolve) => {
+    const t = setTimeout(() => resolve(undefined), GPU_MODEL_WAIT_MS);
+    t.unref();
+    const off = gpu.subscribe((e) => {
+      if (e.type !== 'sample') return;
+      clearTimeout(t);
+      off();
+      resolve(e.sample.devices[0]?.name);
+    });
+  });
+  const tracing = new Tracing({
+    enabled: config.tracing.enabled,
+    serviceVersion: version,
+    podId: config.podId,
+    gpuModel,
+  });
+  if (tracing.enabled) {
+    logger.info({ data: { reason: config.tracing.reason } }, 'exporting traces');
+    // A failed GPU sample is a span of its own: the trace shows when the driver misbehaved.
+    gpu.subscribe((e) => {
+      if (e.type !== 'failure') return;
+      const end = Date.now();
+      const span = tracing.tracer.startSpan(SPAN.gpuSample, {
+        startTime: end - e.durationMs,
+        attributes: {
+          [ATTR.gpuBackend]: gpu.status(end).backend,
+          [ATTR.failureCategory]: e.failure.category,
+        },
+      });
+      endSpan(span, { message: e.failure.message, type: e.failure.category });
+    });
+  }
+  const workflowSpans = tracing.enabled ? new WorkflowSpans(tracing, workflows) : undefined;
+  // Jobs the supervised workload reports (job.start) get a span too, continuing the traceparent it gave.
+  const workloadJobSpans = new Map<string, Span>();
+  if (workflowSpans) {
+    jobs.subscribe((e) => {
+      if (e.job.source !== 'workload') return;
+      if (e.type === 'created' || (e.type === 'transition' && e.to === 'active')) {
+        const span = tracing.startFromTraceparent(
+          SPAN.job(e.job.queue),
+          e.job.traceparent,
+          SpanKind.INTERNAL,
+          {
+            [ATTR.jobId]: e.job.id,
+            [ATTR.jobQueue]: e.job.queue,
+            [ATTR.jobRunner]: 'workload',
+          },
+        );
+        workloadJobSpans.set(e.job.id, span);
+        workflowSpans.begin(e.job.id, span);
+      } else if (e.type === 'transition' && FINISHED_STATES.has(e.to)) {
+        const span = workloadJobSpans.get(e.job.id);
+        if (!span) return;
+        workloadJobSpans.delete(e.job.id);
+        workflowSpans.end(e.job.id);
+        span.setAttribute(ATTR.jobStatus, e.to);
+        endSpan(span, e.to === 'completed' ? undefined : e.job.failure);
+      }
+    });
+  }
+  // GPU memory peaks per job and node for /debug/workflow.
+  gpu.subscribe((e) => {
+    if (e.type !== 'sample') return;
+    let used = 0;
+    for (const d of e.sample.devices) if (Number.isFinite(d.memory.usedBytes)) used += d.memory.usedBytes;
+    if (e.sample.devices.length > 0) workflows.recordGpuMemory(used);
+  });
+
   // Queue: a worker running each job, or an observer following a queue the workload works on.
   let metricsInvalidate = (): void => undefined;
   const queueLogger = rootLogger.child({ source: 'queue' });
   let monitor: QueueMonitor | undefined;
   let queueWorker: QueueWorker | undefined;
   let observer: QueueObserver | undefined;
+  let readinessRunner: StatusDeps['runner'];
   if (config.redisUrl) {
     const q = { url: config.redisUrl, queueName: config.queueName, prefix: config.queuePrefix };
     monitor = new QueueMonitor({
@@ -165,25 +266,39 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       onChange: () => metricsInvalidate(),
     });
     if (config.jobRunner !== 'none') {
+      const jobRunner: JobRunner =
+        config.jobRunner === 'noop'
+          ? new NoopRunner()
+          : config.jobRunner === 'comfyui'
+            ? new ComfyUIRunner({
+                url: config.comfyuiUrl,
+                comfyDir: config.comfyuiDir,
+                artifacts,
+                requestTimeoutMs: config.comfyuiRequestTimeoutMs,
+                silenceMs: config.comfyuiSilenceMs,
+                logger: rootLogger.child({ source: 'comfyui' }),
+                clientId: `gpu-pod-agent-${config.podId}-${randomUUID().slice(0, 8)}`,
+              })
+            : new CommandRunner({
+                command: config.jobCommand as string,
+                env: workloadEnv(io.env),
+                artifactsDir: config.artifactsDir,
+              });
+      const runnerReadiness = jobRunner.readiness?.bind(jobRunner);
+      if (runnerReadiness) readinessRunner = { name: jobRunner.name, readiness: runnerReadiness };
       queueWorker = new QueueWorker({
         ...q,
         concurrency: config.workerConcurrency,
         lockDurationMs: config.jobLockDurationMs,
         progressIntervalMs: config.jobProgressIntervalMs,
         keepLogs: config.jobKeepLogs,
-        runner:
-          config.jobRunner === 'noop'
-            ? new NoopRunner()
-            : new CommandRunner({
-                command: config.jobCommand as string,
-                env: workloadEnv(io.env),
-                artifactsDir: config.artifactsDir,
-              }),
+        runner: jobRunner,
         jobs,
         workflows,
         artifacts,
         logger: queueLogger,
         jobOutputLogger: rootLogger.child({ source: 'job' }),
+        tracing: workflowSpans ? { tracing, workflowSpans } : undefined,
         workerName: `gpu-pod-agent:${config.podId}:${process.pid}`,
         now,
       });
@@ -193,6 +308,45 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       monitor.attach(observer);
     }
   }
+
+  // The event stream: what the stores record, with ids, for /debug/events.
+  const hub = new EventHub(config.eventsBufferSize);
+  jobs.subscribe((e) => {
+    const j = e.job;
+    if (e.type === 'progress') {
+      hub.publish('progress', { job_id: j.id, progress_percent: j.progressPercent });
+      return;
+    }
+    hub.publish('job', {
+      job_id: j.id,
+      queue: j.queue,
+      state: j.state,
+      from: e.type === 'transition' ? e.from : null,
+      attempts: j.attempts,
+      progress_percent: j.progressPercent,
+      trace_id: j.traceId ?? null,
+      failure: j.failure ? { message: j.failure.message, type: j.failure.type ?? null } : null,
+    });
+  });
+  workflows.subscribe((e) => {
+    if (e.type === 'progress') return;
+    const n = e.node;
+    const node = {
+      id: n.id,
+      node_id: n.nodeId,
+      type: n.type,
+      status: n.status,
+      step: n.step ?? null,
+      total: n.total ?? null,
+    };
+    if (e.type === 'node_progress') hub.publish('progress', { job_id: e.jobId, node });
+    else hub.publish('node', { job_id: e.jobId, from: e.from, node, error: n.error?.message ?? null });
+  });
+  gpu.subscribe((e) => {
+    if (e.type === 'sample')
+      hub.publishJson('gpu', `{"at":${e.sample.takenAt},"gpus":${summariesOf(e.sample).json}}`);
+  });
+  logRing.onRecord = (entry) => hub.publishJson('log', entry.line, entry.level);
 
   // Views
   const queue: QueueView = monitor ?? disabledQueue('no queue is configured (REDIS_URL is not set)');
@@ -206,6 +360,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     workflows,
     queue,
     workload: () => workload.status(),
+    runner: readinessRunner,
   };
   const metrics = new AgentMetrics({
     version,
@@ -223,6 +378,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       latencyMs: () => monitor.counts()?.latencyMs,
     },
     ready: () => readiness(statusDeps, now()).status === 'ok',
+    draining: () => lifecycle.phase === 'draining' || lifecycle.phase === 'stopped',
     workloadRunning: () => (config.workload.length ? workload.status().state === 'running' : undefined),
     dcgmCompat: config.gpuMetricsDcgmCompat,
     maxProcessSeries: config.gpuMetricsMaxProcesses,
@@ -231,7 +387,26 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   lifecycle.subscribe(() => metrics.invalidate());
   metricsInvalidate = () => metrics.invalidate();
   const httpStats = { total: 0, byClass: {} as Record<string, number> };
+  // Readiness as an event when it changes: checked with what can change it, and every second.
+  let lastReady = '';
+  const publishReadiness = (): void => {
+    const r = readiness(statusDeps, now());
+    // A change is one of status or of a check's status and reason, not a sample's age.
+    const key = `${r.status}|${Object.entries(r.checks)
+      .map(([k, c]) => `${k}:${c.status}:${typeof c.reason === 'string' ? c.reason : ''}`)
+      .join('|')}`;
+    if (key === lastReady) return;
+    lastReady = key;
+    hub.publish('ready', r);
+  };
+  lifecycle.subscribe(publishReadiness);
+  const readyTimer = setInterval(publishReadiness, 1000);
+  readyTimer.unref();
+  const events = eventStream({ hub, maxStreams: config.eventsMaxStreams });
+
   const app = createApp({
+    tracing,
+    events,
     ...statusDeps,
     now,
     logger: rootLogger.child({ source: 'http' }),
@@ -307,9 +482,15 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       await monitor?.close();
       host.stop();
       lifecycle.advance('stopped');
+      clearInterval(readyTimer);
+      events.closeAll();
       await closeServer(server, 1000);
       metrics.close();
       const code = forcedExitCode ?? exit?.code ?? 0;
+      // What spans are buffered go out within what is left of the drain (a second at least).
+      workflowSpans?.close();
+      await tracing.shutdown(Math.max(deadline - now(), 1000));
+      reaper?.stop();
       logger.info({ data: { reason, exit_code: code } }, 'agent stopped');
       await out.close?.(1000);
       resolveDone(code);

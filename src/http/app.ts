@@ -2,6 +2,7 @@ import express from 'express';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import type { Tracing } from '../tracing/otel.js';
 import { UnsafePathError, checkRelativeName } from '../artifacts/safe-path.js';
 import { LOG_LEVELS } from '../config.js';
 import type { LogLevel } from '../config.js';
@@ -9,7 +10,7 @@ import type { HostSnapshot } from '../host/host-store.js';
 import { LEVEL_VALUES } from '../logging/levels.js';
 import type { LevelName } from '../logging/levels.js';
 import type { LogRing } from '../logging/log-ring.js';
-import type { AgentMetrics } from '../metrics/registry.js';
+import { AgentMetrics } from '../metrics/registry.js';
 import { buildArtifactsView } from '../views/artifacts.js';
 import { buildGpuView, nvidiaSmiDetailOf } from '../views/gpu.js';
 import { toNodeNvidiaSmiShape } from '../../gpu/index.js';
@@ -18,6 +19,7 @@ import { readiness, statusJson, workloadView } from '../views/status.js';
 import type { StatusDeps } from '../views/status.js';
 import { buildWorkflowView } from '../views/workflow.js';
 import { bearerChecker } from './auth.js';
+import { debugPage } from './debug-page.js';
 import { HttpError, errorBody } from './errors.js';
 import type { ErrorCode } from './error-codes.js';
 import { cappedInt, idParam, oneOf, timeParam, traceIdParam } from './query.js';
@@ -25,6 +27,10 @@ import { requestContext } from './request-context.js';
 
 export interface AppDeps extends StatusDeps {
   now: () => number;
+  /** Spans per request when tracing is on. */
+  tracing?: Tracing;
+  /** `GET /debug/events`. */
+  events?: { handler: (req: Request, res: Response) => void };
   logger: Logger;
   logRing: LogRing;
   artifacts: ArtifactStore;
@@ -65,18 +71,18 @@ export function createApp(deps: AppDeps): express.Express {
   // Routes match case-sensitively, as the token check does: /DEBUG/config must not be a way around it.
   app.set('case sensitive routing', true);
 
-  app.use(requestContext(deps.requestIdFormat, observer(deps)));
+  app.use(requestContext(deps.requestIdFormat, observer(deps), deps.tracing));
 
   const checkToken = deps.debugToken ? bearerChecker(deps.debugToken) : undefined;
   /** Throws the 400 or 401 a request gets before any route answers it. */
-  const admit = (req: Request): void => {
+  const admit = (req: Request, tokenFree = false): void => {
     if (req.ctx.invalidRequestId !== undefined) {
       throw new HttpError(400, 'INVALID_REQUEST_ID', 'x-request-id is not a valid request id', {
         header: 'x-request-id',
         value: req.ctx.invalidRequestId.slice(0, 64),
       });
     }
-    if (checkToken && isDebugPath(req.path) && !checkToken(req.headers.authorization)) {
+    if (checkToken && !tokenFree && isDebugPath(req.path) && !checkToken(req.headers.authorization)) {
       throw new HttpError(401, 'UNAUTHORIZED', 'a valid debug token is required', null, {
         'WWW-Authenticate': 'Bearer realm="gpu-pod-agent"',
       });
@@ -102,13 +108,30 @@ export function createApp(deps: AppDeps): express.Express {
     }
   };
 
+  if (deps.events) route(['get'], ['/debug/events'], deps.events.handler);
+
+  // The live page. A browser opening it cannot send a bearer header, so it loads without the token;
+  // it holds nothing of the pod and asks for the token before it reads any of the guarded endpoints.
+  app.get('/debug/', (req, res) => {
+    admit(req, true);
+    const page = debugPage();
+    res.setHeader('Content-Security-Policy', page.csp);
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    noStore(res).type('html').send(page.html);
+  });
+  allowed.set('/debug', ['get']);
+
   route(['get'], ['/debug/status'], (_req, res) => {
     noStore(res).type('application/json').send(statusJson(deps, deps.now()));
   });
 
-  route(['get'], ['/metrics'], async (_req, res) => {
-    const body = await deps.metrics.render();
-    res.setHeader('Content-Type', deps.metrics.registry.contentType);
+  route(['get'], ['/metrics'], async (req, res) => {
+    // Prometheus asks for OpenMetrics first when it wants exemplars; everyone else gets the text format.
+    const accept = req.headers.accept ?? '';
+    const format = accept.includes('application/openmetrics-text') ? 'openmetrics' : 'prometheus';
+    const body = await deps.metrics.render(format);
+    res.setHeader('Content-Type', AgentMetrics.contentType(format));
     res.send(body);
   });
 
@@ -231,7 +254,11 @@ export function createApp(deps: AppDeps): express.Express {
       res.sendFile(
         file,
         { dotfiles: 'allow', etag: false, lastModified: false, cacheControl: false },
-        (err) => (err ? reject(err) : resolve()),
+        // A client that hangs up mid-download is no failure of the agent's.
+        (err) =>
+          err && (err as NodeJS.ErrnoException).code !== 'ECONNABORTED' && !res.destroyed
+            ? reject(err)
+            : resolve(),
       );
     });
   });
@@ -241,6 +268,7 @@ export function createApp(deps: AppDeps): express.Express {
       service: 'gpu-pod-agent',
       version: deps.version,
       routes: [
+        '/debug/',
         '/health',
         '/ready',
         '/metrics',
@@ -341,7 +369,7 @@ export function createApp(deps: AppDeps): express.Express {
 
 /** A logger whose records carry the request's ids; made only when a handler logs. */
 function requestLogger(logger: Logger, req: Request): Logger {
-  return logger.child({ request_id: req.ctx.requestId, trace_id: req.ctx.traceId });
+  return logger.child({ request_id: req.ctx.requestId, trace_id: req.ctx.traceId, span_id: req.ctx.spanId });
 }
 
 /** `?reason=` of a cancel: 1–500 characters without control characters. */
@@ -427,7 +455,13 @@ function observer(deps: AppDeps): (req: Request, res: Response) => void {
   return (req, res) => {
     const seconds = (performance.now() - req.ctx.startedAt) / 1000;
     const endpoint = req.route ? String((req.route as { path: unknown }).path) : 'unmatched';
-    deps.metrics.observeRequest(endpoint, req.method, res.statusCode, seconds);
+    deps.metrics.observeRequest(
+      endpoint,
+      req.method,
+      res.statusCode,
+      seconds,
+      req.ctx.span ? req.ctx.traceId : undefined,
+    );
     deps.onResponse?.(res.statusCode);
     // 503 is what /ready answers while starting, degraded or draining: a state, not a failure.
     const failed = res.statusCode >= 500 && res.statusCode !== 503;
@@ -475,9 +509,11 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
               ? ['PAYLOAD_TOO_LARGE', 'the body is too large']
               : s === 415
                 ? ['UNSUPPORTED_MEDIA_TYPE', 'the body encoding or charset is not supported']
-                : s === 404
-                  ? ['NOT_FOUND', 'not found']
-                  : ['BAD_REQUEST', typeof e.message === 'string' ? e.message : 'bad request'];
+                : s === 416
+                  ? ['RANGE_NOT_SATISFIABLE', 'the Range asked for lies outside the file']
+                  : s === 404
+                    ? ['NOT_FOUND', 'not found']
+                    : ['BAD_REQUEST', typeof e.message === 'string' ? e.message : 'bad request'];
         if (code === 'NOT_FOUND') status = 404;
       } else {
         logger.error(
@@ -486,6 +522,9 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
         );
       }
     }
+    // A handler may have set up a file answer (an artifact download) before it failed.
+    for (const h of ['Content-Type', 'Content-Disposition', 'Content-Encoding', 'Accept-Ranges', 'ETag'])
+      res.removeHeader(h);
     res.status(status).json(errorBody(code, message, ids, details));
   };
 }

@@ -48,6 +48,8 @@ export interface JobRecord {
   source: string;
   state: JobState;
   createdAt: number;
+  /** When the producer put it in the queue (epoch ms), when known. */
+  enqueuedAt?: number;
   startedAt?: number;
   finishedAt?: number;
   attempts: number;
@@ -56,6 +58,8 @@ export interface JobRecord {
   failure?: JobFailure;
   result?: unknown;
   traceId?: string;
+  /** The producer's W3C traceparent, when it gave one: what the job's span continues. */
+  traceparent?: string;
 }
 
 export type JobEvent =
@@ -71,6 +75,8 @@ export interface NewJob {
   state?: 'queued' | 'active';
   attempts?: number;
   traceId?: string;
+  traceparent?: string;
+  enqueuedAt?: number;
 }
 
 export interface JobCounts {
@@ -118,6 +124,8 @@ export class JobStore {
       attempts: spec.attempts ?? (state === 'active' ? 1 : 0),
       progressPercent: 0,
       traceId: spec.traceId,
+      traceparent: spec.traceparent,
+      enqueuedAt: spec.enqueuedAt,
     };
     this.live.set(job.id, job);
     this.emit({ type: 'created', job });

@@ -79,6 +79,14 @@ export class LogRing {
     this.push({ line, level, time, jobId, traceId });
   }
 
+  /**
+   * Takes one record whose fields the writer already knows (the agent's own logger), so the line need
+   * not be parsed back. `line` may end with a newline.
+   */
+  writeRecord(line: string, level: number, time: number, jobId?: string, traceId?: string): void {
+    this.push({ line: line.endsWith('\n') ? line.slice(0, -1) : line, level, time, jobId, traceId });
+  }
+
   query(q: LogQuery): LogEntry[] {
     return this.ring.newestMatching(
       q.limit,
@@ -90,7 +98,11 @@ export class LogRing {
     );
   }
 
+  /** Called with every record kept (for the event stream); one listener. */
+  onRecord: ((entry: LogEntry) => void) | undefined;
+
   private push(entry: LogEntry): void {
+    this.onRecord?.(entry);
     if (this.ring.size === this.ring.capacity) this.bytes -= this.ring.at(0)?.line.length ?? 0;
     this.ring.push(entry);
     this.bytes += entry.line.length;

@@ -3,6 +3,7 @@ import sonicBoom from 'sonic-boom';
 import type { SonicBoom as SonicBoomClass } from 'sonic-boom';
 import type { Logger } from 'pino';
 import type { LogLevel } from '../config.js';
+import { LEVEL_VALUES } from './levels.js';
 import type { LogRing } from './log-ring.js';
 
 export type { Logger };
@@ -27,10 +28,43 @@ export interface LoggerOptions {
  * ring buffer, so `/debug/logs` shows exactly what stdout got.
  */
 export function createLogger(opts: LoggerOptions): Logger {
-  const tee: LineSink = {
+  // The record's time, as its `timestamp` says; one ISO string per millisecond however many records.
+  let stampMs = NaN;
+  let stamp = '';
+  const timestamp = (): string => {
+    const t = Date.now();
+    if (t !== stampMs) {
+      stampMs = t;
+      stamp = `,"timestamp":"${new Date(t).toISOString()}"`;
+    }
+    return stamp;
+  };
+  /** Correlation ids a child logger binds, read once per logger (bindings are fixed at creation). */
+  const boundIds = new WeakMap<object, Ids>();
+  const idsOf = (logger: Logger): Ids => {
+    let ids = boundIds.get(logger);
+    if (!ids) {
+      ids = pickIds(logger.bindings());
+      boundIds.set(logger, ids);
+    }
+    return ids;
+  };
+  // pino hands a stream that asks for it the record's level, merge object and logger before each
+  // line, so the ring files the record without parsing the line back.
+  const tee: LineSink & PinoMetadata = {
+    [Symbol.for('pino.metadata')]: true,
     write(line: string) {
       opts.out.write(line);
-      opts.ring.write(line);
+      const own = pickIds(tee.lastObj);
+      const bound = tee.lastLogger ? idsOf(tee.lastLogger) : NO_IDS;
+      // Fields of the call's own object come after bound ones in the line, and JSON readers take the last.
+      opts.ring.writeRecord(
+        line,
+        tee.lastLevel ?? LEVEL_VALUES.info,
+        stampMs,
+        own.jobId ?? bound.jobId,
+        own.traceId ?? bound.traceId,
+      );
     },
   };
   return pino(
@@ -39,12 +73,34 @@ export function createLogger(opts: LoggerOptions): Logger {
       messageKey: 'message',
       errorKey: 'error',
       base: { service: opts.service, environment: opts.environment, pod_id: opts.podId },
-      timestamp: () => `,"timestamp":"${new Date().toISOString()}"`,
+      timestamp,
       formatters: { level: (label) => ({ level: label }) },
       serializers: { error: pino.stdSerializers.err },
     },
     tee,
   );
+}
+
+/** What pino sets on a stream marked with `Symbol.for('pino.metadata')` before each write. */
+interface PinoMetadata {
+  lastLevel?: number;
+  lastObj?: unknown;
+  lastLogger?: Logger;
+}
+
+interface Ids {
+  jobId?: string;
+  traceId?: string;
+}
+
+const NO_IDS: Ids = {};
+
+function pickIds(obj: unknown): Ids {
+  if (!obj || typeof obj !== 'object') return NO_IDS;
+  const o = obj as { job_id?: unknown; trace_id?: unknown };
+  const jobId = typeof o.job_id === 'string' ? o.job_id : undefined;
+  const traceId = typeof o.trace_id === 'string' ? o.trace_id : undefined;
+  return jobId === undefined && traceId === undefined ? NO_IDS : { jobId, traceId };
 }
 
 /** A line sink that can be drained before exit. */

@@ -1,5 +1,5 @@
 import { Counter, Gauge } from 'prom-client';
-import type { Registry } from 'prom-client';
+import type { Registry, RegistryContentType } from 'prom-client';
 import type { GpuDevice, GpuProfiling, GpuSample, GpuStore, MigInstance } from '../../gpu/index.js';
 import { DCGM_LABELS, DCGM_METRICS, DCGM_MIG_LABELS, GPU_METRICS } from './names.js';
 
@@ -12,7 +12,7 @@ interface Reading {
 }
 
 export interface GpuMetricsOptions {
-  registry: Registry;
+  registry: Registry<RegistryContentType>;
   gpu: GpuStore;
   now: () => number;
   /** Processes per GPU in the per-process family, the largest by memory. */
@@ -245,7 +245,7 @@ export function defineGpuMetrics(opts: GpuMetricsOptions): void {
  * dcgm-exporter labels them, for the profiling fields.
  */
 export function defineDcgmCompatMetrics(
-  registry: Registry,
+  registry: Registry<RegistryContentType>,
   gpu: GpuStore,
   hostname: string,
   now: () => number,

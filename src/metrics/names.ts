@@ -48,6 +48,8 @@ export const JOB_METRICS = {
   queuedCurrent: 'jobs_queued_current',
   processingCurrent: 'jobs_processing_current',
   nodeDurationSeconds: 'workflow_node_duration_seconds',
+  nodeStepsPerSecond: 'workflow_node_steps_per_second',
+  queueWaitSeconds: 'job_queue_wait_seconds',
 } as const;
 
 /** The queue as Redis sees it, read by the queue monitor (`bullmq_job_count` is BullMQ's own name). */
@@ -66,6 +68,7 @@ export const API_METRICS = {
 export const AGENT_METRICS = {
   buildInfo: 'agent_build_info',
   ready: 'agent_ready',
+  draining: 'agent_draining',
   gpuBackendUp: 'agent_gpu_backend_up',
   gpuSampleDurationSeconds: 'agent_gpu_sample_duration_seconds',
   gpuSamplesTotal: 'agent_gpu_samples_total',

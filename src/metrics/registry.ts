@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { LabelValues, RegistryContentType } from 'prom-client';
 import type { GpuStore } from '../../gpu/index.js';
 import type { JobStore } from '../jobs/job-store.js';
 import { FINISHED_STATES } from '../jobs/job-store.js';
@@ -36,6 +37,8 @@ export interface MetricsDeps {
   /** Queues that always have series, even before their first job. */
   queues: string[];
   ready: () => boolean;
+  /** Shutting down: taking no jobs, finishing or handing back the running ones. */
+  draining?: () => boolean;
   /** Undefined when no workload is supervised. */
   workloadRunning: () => boolean | undefined;
   dcgmCompat: boolean;
@@ -56,18 +59,29 @@ export const RENDER_MAX_AGE_MS = 1000;
  * never touches hardware and a failing source cannot fail it; counters and histograms are fed by store
  * events as they happen.
  */
+/** The two text formats `/metrics` answers in, by the scraper's Accept header. */
+export type ExpositionFormat = 'prometheus' | 'openmetrics';
+
 export class AgentMetrics {
-  readonly registry = new Registry();
+  /**
+   * OpenMetrics-typed, because prom-client allows exemplars only on such a registry; the Prometheus text
+   * format is rendered from it by switching the type for that render (see `renderAs`).
+   */
+  readonly registry = new Registry<RegistryContentType>();
+  /** Counter names as defined: an OpenMetrics render strips their `_total`, which is put back after. */
+  private counterNames = new Map<{ name: string }, string>();
   private readonly unsubscribe: (() => void)[] = [];
   private readonly apiRequests: Counter<'endpoint' | 'method' | 'status'>;
   private readonly apiDuration: Histogram<'endpoint' | 'method'>;
   private readonly nodeTypes = new Set<string>();
   private readonly queueNames = new Set<string>();
-  private dirty = true;
-  private cached: { body: Buffer; at: number } | undefined;
+  private dirty: Record<ExpositionFormat, boolean> = { prometheus: true, openmetrics: true };
+  private cached: Partial<Record<ExpositionFormat, { body: Buffer; at: number }>> = {};
   private rendering: Promise<Buffer> | undefined;
+  private renderingFormat: ExpositionFormat | undefined;
 
   constructor(private readonly deps: MetricsDeps) {
+    this.registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
     const r = [this.registry];
     // The event-loop monitor wakes the process at this precision; the default 10 ms costs ~0.7 % of a
     // core on an idle pod, 100 ms costs almost nothing and still shows lag that matters.
@@ -111,19 +125,30 @@ export class AgentMetrics {
       labelNames: ['endpoint', 'method'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: r,
+      enableExemplars: true,
     });
+    for (const m of this.registry.getMetricsAsArray()) {
+      if (String(m.type) === 'counter') this.counterNames.set(m, m.name);
+    }
   }
 
-  observeRequest(endpoint: string, method: string, status: number, seconds: number): void {
+  /** `traceId`: the request's, as an exemplar, when its span is exported. */
+  observeRequest(endpoint: string, method: string, status: number, seconds: number, traceId?: string): void {
     this.apiRequests.inc({ endpoint, method, status: String(status) });
-    this.apiDuration.observe({ endpoint, method }, seconds);
+    this.apiDuration.observe({
+      labels: { endpoint, method },
+      value: seconds,
+      // prom-client's types tie exemplar labels to the metric's label names; its runtime takes any.
+      exemplarLabels: (traceId ? { trace_id: traceId } : {}) as LabelValues<'endpoint' | 'method'>,
+    });
     // A scrape counting itself must not force the next scrape to render again.
     if (endpoint !== METRICS_ENDPOINT) this.invalidate();
   }
 
   /** Something the exposition shows has changed; the next scrape renders it again. */
   invalidate(): void {
-    this.dirty = true;
+    this.dirty.prometheus = true;
+    this.dirty.openmetrics = true;
   }
 
   /**
@@ -132,27 +157,53 @@ export class AgentMetrics {
    * or for at most RENDER_MAX_AGE_MS so process and time-based gauges stay fresh. Concurrent scrapes
    * share one render.
    */
-  render(): Promise<Buffer> {
+  render(format: ExpositionFormat = 'prometheus'): Promise<Buffer> {
     const now = this.deps.now();
-    if (this.cached && !this.dirty && now - this.cached.at < RENDER_MAX_AGE_MS)
-      return Promise.resolve(this.cached.body);
-    if (this.rendering) return this.rendering;
-    this.dirty = false;
-    // Kept as bytes: converting 30 kB of text per response would cost more than the rest of it.
-    const rendering = this.registry.metrics().then((text) => {
-      const body = Buffer.from(text);
-      this.cached = { body, at: now };
-      return body;
-    });
+    const cached = this.cached[format];
+    if (cached && !this.dirty[format] && now - cached.at < RENDER_MAX_AGE_MS)
+      return Promise.resolve(cached.body);
+    if (this.rendering && this.renderingFormat === format) return this.rendering;
+    // One render at a time: the format is a setting of the registry for the length of a render.
+    const previous = this.rendering ?? Promise.resolve(Buffer.alloc(0));
+    this.dirty[format] = false;
+    const rendering = previous
+      .catch(() => undefined)
+      .then(() => this.renderAs(format))
+      .then((text) => {
+        // Kept as bytes: converting 30 kB of text per response would cost more than the rest of it.
+        const body = Buffer.from(text);
+        this.cached[format] = { body, at: now };
+        return body;
+      });
     this.rendering = rendering;
+    this.renderingFormat = format;
     void rendering.then(
-      () => (this.rendering = undefined),
       () => {
-        this.rendering = undefined;
-        this.dirty = true;
+        if (this.rendering === rendering) this.rendering = undefined;
+      },
+      () => {
+        if (this.rendering === rendering) this.rendering = undefined;
+        this.dirty[format] = true;
       },
     );
     return rendering;
+  }
+
+  /** The content type of a format's exposition. */
+  static contentType(format: ExpositionFormat): string {
+    return format === 'openmetrics' ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE;
+  }
+
+  private async renderAs(format: ExpositionFormat): Promise<string> {
+    this.registry.setContentType(AgentMetrics.contentType(format) as RegistryContentType);
+    try {
+      return await this.registry.metrics();
+    } finally {
+      // prom-client renames counters for OpenMetrics (drops `_total`) in place; the Prometheus text
+      // and the next render need the names as defined.
+      for (const [m, name] of this.counterNames) m.name = name;
+      this.registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+    }
   }
 
   close(): void {
@@ -181,9 +232,16 @@ export class AgentMetrics {
       labelNames: ['queue', 'status'],
       buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600],
       registers: r,
+      enableExemplars: true,
     });
     const queues = this.deps.queues;
-    for (const q of queues) started.inc({ queue: this.queueLabel(q) }, 0);
+    // Present from the start, so `increase()` sees a pod's very first job of each kind.
+    for (const q of queues) {
+      started.inc({ queue: this.queueLabel(q) }, 0);
+      for (const status of ['completed', 'failed', 'canceled', 'returned']) {
+        completed.inc({ queue: this.queueLabel(q), status }, 0);
+      }
+    }
     const qs = this.deps.queue;
     /** Jobs waiting in the configured queue, as Redis last said. */
     const queueDepth = (): { label: string; n: number } | undefined => {
@@ -231,6 +289,21 @@ export class AgentMetrics {
       registers: r,
     });
 
+    const nodeSteps = new Histogram({
+      name: JOB_METRICS.nodeStepsPerSecond,
+      help: 'Steps per second of completed workflow nodes that report steps (samplers), by node class.',
+      labelNames: ['node_type'],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128],
+      registers: r,
+    });
+    const queueWait = new Histogram({
+      name: JOB_METRICS.queueWaitSeconds,
+      help: "Time a job waited in the queue before this pod started it (first attempts; from the producer's enqueue).",
+      labelNames: ['queue'],
+      buckets: [0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
+      registers: r,
+    });
+
     if (qs) this.defineQueueMetrics(qs);
 
     this.unsubscribe.push(
@@ -242,24 +315,36 @@ export class AgentMetrics {
           (e.type === 'transition' && e.to === 'active')
         ) {
           started.inc({ queue: this.queueLabel(e.job.queue) });
+          const j = e.job;
+          if (j.enqueuedAt !== undefined && j.startedAt !== undefined && j.attempts <= 1) {
+            queueWait.observe(
+              { queue: this.queueLabel(j.queue) },
+              Math.max(0, j.startedAt - j.enqueuedAt) / 1000,
+            );
+          }
         }
         if (e.type === 'transition' && FINISHED_STATES.has(e.to) && e.from !== 'queued') {
           completed.inc({ queue: this.queueLabel(e.job.queue), status: e.to });
           if (e.job.startedAt !== undefined && e.job.finishedAt !== undefined) {
-            duration.observe(
-              { queue: this.queueLabel(e.job.queue), status: e.to },
-              (e.job.finishedAt - e.job.startedAt) / 1000,
-            );
+            duration.observe({
+              labels: { queue: this.queueLabel(e.job.queue), status: e.to },
+              value: (e.job.finishedAt - e.job.startedAt) / 1000,
+              // The job's trace (the producer's, continued): a slow bucket leads to the trace behind it.
+              exemplarLabels: (e.job.traceId ? { trace_id: e.job.traceId } : {}) as LabelValues<
+                'queue' | 'status'
+              >,
+            });
           }
         }
       }),
       workflows.subscribe((e) => {
         if (e.type !== 'node' || e.node.status !== 'completed' || e.from !== 'running') return;
         if (e.node.startedAt === undefined || e.node.endedAt === undefined) return;
-        nodeDuration.observe(
-          { node_type: this.nodeTypeLabel(e.node.type) },
-          (e.node.endedAt - e.node.startedAt) / 1000,
-        );
+        const seconds = (e.node.endedAt - e.node.startedAt) / 1000;
+        nodeDuration.observe({ node_type: this.nodeTypeLabel(e.node.type) }, seconds);
+        if (e.node.step && seconds > 0) {
+          nodeSteps.observe({ node_type: this.nodeTypeLabel(e.node.type) }, e.node.step / seconds);
+        }
       }),
     );
   }
@@ -330,6 +415,14 @@ export class AgentMetrics {
       registers: r,
       collect() {
         this.set(deps.ready() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: AGENT_METRICS.draining,
+      help: '1 from the first stop signal until exit: the pod takes no new jobs.',
+      registers: r,
+      collect() {
+        this.set(deps.draining?.() ? 1 : 0);
       },
     });
     new Gauge({

@@ -16,6 +16,8 @@ export interface StatusDeps {
   workflows: WorkflowStore;
   queue: QueueView;
   workload: () => WorkloadStatus;
+  /** The queue runner, when it depends on something that can be down (ComfyUI). */
+  runner?: { name: string; readiness(): { ok: boolean; reason?: string; starting?: boolean } };
 }
 
 export type CheckStatus = 'ok' | 'starting' | 'failing' | 'disabled' | 'not_configured';
@@ -58,7 +60,13 @@ export function readiness(d: StatusDeps, now: number): Readiness {
               signal: orNull(w.signal),
             };
   const q = d.queue.readiness(now);
-  const checks = { gpu: gpuCheck, workload: workloadCheck, queue: q };
+  const checks: Readiness['checks'] = { gpu: gpuCheck, workload: workloadCheck, queue: q };
+  if (d.runner) {
+    const r = d.runner.readiness();
+    checks[d.runner.name] = r.ok
+      ? { status: 'ok' }
+      : { status: r.starting ? 'starting' : 'failing', reason: r.reason ?? `${d.runner.name} is not ready` };
+  }
   const phase = d.lifecycle.phase;
   let status: Readiness['status'];
   if (phase === 'draining' || phase === 'stopped') status = 'draining';
@@ -162,7 +170,7 @@ type GpuSummary = ReturnType<typeof gpuSummary>;
 const summaries = new WeakMap<GpuSample, { list: GpuSummary[]; json: string }>();
 
 /** Per-GPU summaries of a sample, built and serialized once per sample rather than per request. */
-function summariesOf(sample: GpuSample): { list: GpuSummary[]; json: string } {
+export function summariesOf(sample: GpuSample): { list: GpuSummary[]; json: string } {
   let s = summaries.get(sample);
   if (!s) {
     const list = sample.devices.map(gpuSummary);

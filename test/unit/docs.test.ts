@@ -74,6 +74,9 @@ describe('Dockerfile.cuda', function () {
       for (const p of parts) assert.ok(existsSync(path.join(ROOT, p)), `${p} exists`);
     }
     assert.match(file, /tsc -p tsconfig\.build\.json/);
+    // The /debug/ page: its script is built from ui/, its shell read from ui/ at run time.
+    assert.match(file, /tsc -p ui\/tsconfig\.json/);
+    assert.ok(instr('COPY').some((l) => /--from=build \/src\/ui\/debug\.html \.\/ui\/debug\.html/.test(l)));
     const build = JSON.parse(readFileSync(path.join(ROOT, 'tsconfig.build.json'), 'utf8')) as {
       include: string[];
     };

@@ -81,4 +81,38 @@ describe('logs', function () {
     logger.child({ source: 'x' }).debug('now at debug');
     assert.equal(lines.length, 2, 'children follow a runtime level change');
   });
+
+  it("files the logger's records by level, time, job id and trace id without parsing them back", function () {
+    const ring = new LogRing(10);
+    const logger = createLogger({
+      level: 'trace',
+      service: 'svc',
+      environment: 'test',
+      podId: 'pod-1',
+      ring,
+      out: { write: () => true },
+    });
+    const before = Date.now();
+    const job = logger.child({ job_id: 'bound', trace_id: 'tb' });
+    job.warn('from a bound child');
+    job.info({ job_id: 'own' }, 'own id wins, as in the line');
+    logger.error({ trace_id: 'to' }, 'trace only');
+    logger.debug({ job_id: 42 }, 'not a string id');
+    const ids = (q: Partial<Parameters<LogRing['query']>[0]>) =>
+      ring
+        .query({ limit: 10, minLevel: 0, ...q })
+        .map((e) => (JSON.parse(e.line) as { message: string }).message);
+    assert.deepEqual(ids({ jobId: 'bound' }), ['from a bound child']);
+    assert.deepEqual(ids({ jobId: 'own' }), ['own id wins, as in the line']);
+    assert.deepEqual(ids({ traceId: 'tb' }), ['from a bound child', 'own id wins, as in the line']);
+    assert.deepEqual(ids({ traceId: 'to' }), ['trace only']);
+    assert.deepEqual(ids({ minLevel: 40 }), ['from a bound child', 'trace only']);
+    for (const e of ring.query({ limit: 10, minLevel: 0 })) {
+      const rec = JSON.parse(e.line) as { timestamp: string; job_id?: unknown };
+      assert.equal(e.time, Date.parse(rec.timestamp), 'the entry time is the record timestamp');
+      assert.ok(e.time >= before);
+      // What the line says is what the entry is filed under (JSON readers take a repeated key's last value).
+      assert.equal(e.jobId, typeof rec.job_id === 'string' ? rec.job_id : undefined);
+    }
+  });
 });
