@@ -48,6 +48,8 @@ export interface AgentConfig {
   logBufferBytes: number;
   debugToken: string | undefined;
   drainTimeoutMs: number;
+  /** Entrypoint mode: how long to keep answering after the workload exited by itself. */
+  workloadExitLingerMs: number;
   artifactsDir: string;
   jobHistorySize: number;
   requestIdFormat: 'uuid' | 'token';
@@ -278,6 +280,14 @@ export const SETTINGS: readonly Setting[] = [
     unit: 'ms',
     description:
       'On SIGTERM, how long the workload and the current job get to finish before they are stopped.',
+  },
+  {
+    env: 'WORKLOAD_EXIT_LINGER_MS',
+    flag: 'workload-exit-linger-ms',
+    defaultText: '0',
+    unit: 'ms',
+    description:
+      'Entrypoint mode: when the workload exits by itself, keep answering this long (`/ready` 503 with its exit code, `/debug/*`, `/metrics`) before exiting with its code, so probes, scrapers and E2E tests can read why. A signal ends the wait at once.',
   },
   {
     env: 'ARTIFACTS_DIR',
@@ -632,6 +642,7 @@ export function loadConfig(
   const logBufferBytes = get('LOG_BUFFER_BYTES', intIn(65_536, 1_073_741_824), '16777216');
   const debugToken = raw.DEBUG_TOKEN === undefined ? undefined : get('DEBUG_TOKEN', printable(512), '');
   const drainTimeoutMs = get('DRAIN_TIMEOUT_MS', intIn(0, 3_600_000), '25000');
+  const workloadExitLingerMs = get('WORKLOAD_EXIT_LINGER_MS', intIn(0, 3_600_000), '0');
   const artifactsDir = get(
     'ARTIFACTS_DIR',
     z
@@ -747,6 +758,7 @@ export function loadConfig(
       logBufferBytes: logBufferBytes as number,
       debugToken: debugToken || undefined,
       drainTimeoutMs: drainTimeoutMs as number,
+      workloadExitLingerMs: workloadExitLingerMs as number,
       artifactsDir: artifactsDir as string,
       jobHistorySize: jobHistorySize as number,
       requestIdFormat: requestIdFormat as 'uuid' | 'token',

@@ -458,7 +458,10 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   let shutdownPromise: Promise<number> | undefined;
   /** Set by a second signal: the exit code is decided, whatever the drain still finishing says. */
   let forcedExitCode: number | undefined;
+  /** Ends the wait after the workload exited by itself (WORKLOAD_EXIT_LINGER_MS), if one is running. */
+  let endLinger: (() => void) | undefined;
   const shutdown = (reason: string, signal?: NodeJS.Signals): Promise<number> => {
+    endLinger?.();
     shutdownPromise ??= (async () => {
       lifecycle.advance('draining');
       logger.info({ data: { reason, drain_timeout_ms: config.drainTimeoutMs } }, 'draining');
@@ -499,7 +502,32 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     return shutdownPromise;
   };
 
-  void workload.exited.then((exit) => shutdown(`workload exited with code ${exit.code}`));
+  void workload.exited.then(async (exit) => {
+    const reason = `workload exited with code ${exit.code}`;
+    // Answer a while longer, so whoever watches the pod can read why it is going away; a signal (which
+    // starts the shutdown itself) or the deadline ends the wait.
+    if (config.workloadExitLingerMs > 0 && !shutdownPromise) {
+      // The job it was running is over: say so now, not only once the agent exits.
+      await settlesWithin(applier.settled(), ARTIFACT_SETTLE_MS);
+      applier.abandon({
+        message: `the workload exited with code ${exit.code} before the job ended`,
+        retryable: true,
+      });
+      logger.info(
+        { data: { exit_code: exit.code, linger_ms: config.workloadExitLingerMs } },
+        'the workload exited; still answering before the agent exits',
+      );
+      if (!shutdownPromise)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, config.workloadExitLingerMs);
+          endLinger = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+    }
+    void shutdown(reason);
+  });
 
   if (io.handleSignals !== false) {
     let signals = 0;

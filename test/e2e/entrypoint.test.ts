@@ -401,6 +401,50 @@ describe('entrypoint mode: the agent supervises a workload', function () {
     });
   });
 
+  describe('a workload that crashes, with WORKLOAD_EXIT_LINGER_MS', function () {
+    it('keeps answering with the exit code in /ready and /debug/status, then exits with it', async function () {
+      agent = await startAgentProcess({
+        env: { WORKLOAD_EXIT_LINGER_MS: '60000' },
+        args: ['--', 'bash', '-c', 'echo about to crash; exit 7'],
+      });
+      await agent.waitForRecord(
+        (r) => r.message === 'the workload exited; still answering before the agent exits',
+      );
+      const ready = await http<{ status: string; checks: { workload: Record<string, unknown> } }>(
+        `${agent.url}/ready`,
+      );
+      assert.equal(ready.status, 503);
+      assert.equal(ready.body.status, 'degraded');
+      assert.equal(ready.body.checks.workload.status, 'failing');
+      assert.equal(ready.body.checks.workload.exit_code, 7);
+      assert.equal(ready.body.checks.workload.reason, 'workload exited with code 7');
+      const status = await http<Status>(`${agent.url}/debug/status`);
+      assert.equal(status.body.status, 'degraded');
+      assert.equal(status.body.workload.state, 'exited');
+      assert.equal(status.body.workload.exit_code, 7);
+      const failure = agent.records.find((r) => r.message === 'workload exited with a failure');
+      assert.equal((failure?.data as { exit_code: number }).exit_code, 7);
+      // The agent is still up, well inside its minute; a signal ends the wait with the workload's code.
+      assert.equal(agent.proc.exitCode, null);
+      const exit = await agent.stop();
+      assert.equal(exit.code, 7);
+    });
+
+    it('exits with the code by itself once the time is up', async function () {
+      agent = await startAgentProcess({
+        env: { WORKLOAD_EXIT_LINGER_MS: '500' },
+        args: ['--', 'bash', '-c', 'exit 5'],
+      });
+      const exit = await agent.exited;
+      assert.equal(exit.code, 5);
+      assert.ok(
+        agent.records.some(
+          (r) => r.message === 'the workload exited; still answering before the agent exits',
+        ),
+      );
+    });
+  });
+
   describe('a workload command that cannot start', function () {
     it('exits 127 and says why', async function () {
       agent = await startAgentProcess({ args: ['--', '/nonexistent/workload-binary'] });
