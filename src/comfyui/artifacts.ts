@@ -81,7 +81,14 @@ export async function collectOutputFile(
       }
     }
   } catch (err) {
+    // A partial file is never left behind, whatever stopped the write.
     await unlink(dest).catch(() => undefined);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      throw new Error(`no space left in the artifacts directory ${artifacts.root} (${code}) for ${name}`, {
+        cause: err,
+      });
+    }
     throw err;
   }
   return artifacts.add(jobId, name, usableContentType(contentType));
