@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { argValue, isShort, printTable } from './common.js';
 
-const SUITES = ['fuzz', 'auth', 'load', 'soak'];
+const SUITES = ['fuzz', 'auth', 'faults', 'load', 'soak'];
 
 function runSuite(name: string, short: boolean): Promise<{ code: number | null; seconds: number }> {
   const script = path.join(path.dirname(fileURLToPath(import.meta.url)), `${name}.js`);
