@@ -458,6 +458,17 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   let shutdownPromise: Promise<number> | undefined;
   /** Set by a second signal: the exit code is decided, whatever the drain still finishing says. */
   let forcedExitCode: number | undefined;
+  /**
+   * Settles the jobs the workload reported: artifacts being hashed get a few seconds, not the whole
+   * drain (a huge file must not hold the exit), then a job still running is failed, retryable.
+   */
+  const endWorkloadJobs = async (exit: { code: number } | undefined): Promise<void> => {
+    await settlesWithin(applier.settled(), ARTIFACT_SETTLE_MS);
+    applier.abandon({
+      message: exit ? `the workload exited with code ${exit.code} before the job ended` : 'the agent stopped',
+      retryable: true,
+    });
+  };
   /** Ends the wait after the workload exited by itself (WORKLOAD_EXIT_LINGER_MS), if one is running. */
   let endLinger: (() => void) | undefined;
   const shutdown = (reason: string, signal?: NodeJS.Signals): Promise<number> => {
@@ -471,15 +482,8 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       await queueWorker?.drain(deadline);
       await observer?.close();
       const exit = await workload.stop(Math.max(deadline - now(), 1000), signal ?? 'SIGTERM');
-      // Artifacts being hashed get a few seconds, not the whole drain: a huge file must not hold the exit.
-      await settlesWithin(applier.settled(), ARTIFACT_SETTLE_MS);
+      await endWorkloadJobs(exit);
       workload.killLeftovers();
-      applier.abandon({
-        message: exit
-          ? `the workload exited with code ${exit.code} before the job ended`
-          : 'the agent stopped',
-        retryable: true,
-      });
       clearInterval(summary);
       await gpuSource.stop();
       await monitor?.close();
@@ -508,11 +512,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
     // starts the shutdown itself) or the deadline ends the wait.
     if (config.workloadExitLingerMs > 0 && !shutdownPromise) {
       // The job it was running is over: say so now, not only once the agent exits.
-      await settlesWithin(applier.settled(), ARTIFACT_SETTLE_MS);
-      applier.abandon({
-        message: `the workload exited with code ${exit.code} before the job ended`,
-        retryable: true,
-      });
+      await endWorkloadJobs(exit);
       logger.info(
         { data: { exit_code: exit.code, linger_ms: config.workloadExitLingerMs } },
         'the workload exited; still answering before the agent exits',

@@ -40,6 +40,8 @@ import {
   setFakeNvmlState,
 } from '../../test/helpers/fake-nvml.js';
 import { finishedJob } from '../../test/helpers/queue.js';
+import { parseProcStat } from '../../src/workload/orphan-reaper.js';
+import type { ProcStat } from '../../src/workload/orphan-reaper.js';
 import {
   deletePrefix,
   redisClient,
@@ -90,35 +92,19 @@ export interface FaultsResult extends SuiteOutcome {
 // ---------------------------------------------------------------------------------------------------
 // What /proc says
 
-interface ProcInfo {
-  pid: number;
-  ppid: number;
-  state: string;
+interface ProcInfo extends ProcStat {
   cmdline: string;
-  ageS: number;
 }
-
-let clockTicks: number | undefined;
 
 /** Every process on the machine, from /proc. */
 function processes(): ProcInfo[] {
-  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-  const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
   const out: ProcInfo[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      // The command name is in parentheses and may hold spaces: the fields after it are split.
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const stat = parseProcStat(readFileSync(`/proc/${name}/stat`, 'utf8'));
       const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
-      out.push({
-        pid: Number(name),
-        state: rest[0] ?? '?',
-        ppid: Number(rest[1]),
-        cmdline,
-        ageS: uptime - Number(rest[19]) / clockTicks,
-      });
+      if (stat) out.push({ ...stat, cmdline });
     } catch {
       // Gone while being read.
     }
@@ -258,9 +244,13 @@ async function nvidiaSmiHangs(short: boolean): Promise<FaultRow> {
     const t0 = performance.now();
     const first = await timeoutsCounted(agent, 'nvidia-smi');
     let mostAlive = 0;
+    /** Every run seen while the hang lasted: each must be killed at its timeout. */
+    const hung = new Set<number>();
     await eventually(
       async () => {
-        mostAlive = Math.max(mostAlive, processes().filter((p) => p.cmdline.includes(FAKE_SMI)).length);
+        const runs = processes().filter((p) => p.cmdline.includes(FAKE_SMI));
+        for (const r of runs) hung.add(r.pid);
+        mostAlive = Math.max(mostAlive, runs.length);
         return (await timeoutsCounted(agent, 'nvidia-smi')) - first >= cycles ? true : undefined;
       },
       cycles * 2000,
@@ -276,12 +266,13 @@ async function nvidiaSmiHangs(short: boolean): Promise<FaultRow> {
     const { latencies, bad } = await health.stop();
     await sleep(500);
     const zombies = zombiesOf(pid);
-    // A run started during the hang that is still there was never killed; a healthy run lives ~0.1 s.
-    const leftOver = processes().filter((p) => p.cmdline.includes(FAKE_SMI) && p.ageS > 2).length;
+    const alive = new Set(processes().map((p) => p.pid));
+    const leftOver = [...hung].filter((pid) => alive.has(pid)).length;
     const fdsAfter = openFds(pid);
     const threadsAfter = threads(pid);
     if (zombies > 0) failures.push(`${zombies} zombie children`);
     if (leftOver > 0) failures.push(`${leftOver} nvidia-smi runs never killed`);
+    if (hung.size === 0) failures.push('no nvidia-smi run was seen hanging');
     if (fdsAfter - fdsBefore > 3) failures.push(`open descriptors ${fdsBefore} → ${fdsAfter}`);
     if (bad.length) failures.push(`/health answered ${bad.join(', ')}`);
     if ((await readyOf(agent)).status !== 200) failures.push('/ready not 200 after the hang cleared');
@@ -290,7 +281,7 @@ async function nvidiaSmiHangs(short: boolean): Promise<FaultRow> {
       'nvidia-smi hangs',
       `${cycles} sample cycles with every nvidia-smi call hanging (timeout 150 ms)`,
       `each killed at the timeout (a cycle every ${cycleMs.toFixed(0)} ms, at most ${mostAlive} runs alive); ` +
-        `zombies ${zombies}, runs left ${leftOver}, fds ${fdsBefore} → ${fdsAfter}, threads ${threadsBefore} → ${threadsAfter}; ` +
+        `zombies ${zombies}, ${hung.size} hung runs seen, ${leftOver} left, fds ${fdsBefore} → ${fdsAfter}, threads ${threadsBefore} → ${threadsAfter}; ` +
         `/health ${latencies.length} answers, p99 ${ms(percentile(latencies, 99))}; /ready 503 during, 200 after`,
       failures,
     );

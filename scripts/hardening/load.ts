@@ -36,17 +36,9 @@ export interface LoadOptions {
   print: boolean;
 }
 
-export interface RouteFigures {
+export interface RouteFigures extends GeneratorResult {
   route: string;
   connections: number;
-  requests: number;
-  reqPerS: number;
-  p50: number;
-  p99: number;
-  max: number;
-  errors: number;
-  timeouts: number;
-  non2xx: number;
 }
 
 export interface LoadResult extends SuiteOutcome {
