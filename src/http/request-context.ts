@@ -4,6 +4,7 @@ import { SpanKind, SpanStatusCode } from '../tracing/otel.js';
 import type { Span, Tracing } from '../tracing/otel.js';
 import { ATTR } from '../tracing/attributes.js';
 import { parseTraceparent } from '../tracing/traceparent.js';
+import { arrivedAt } from './pacer.js';
 
 export interface RequestContext {
   requestId: string;
@@ -68,7 +69,12 @@ export function requestContext(
         generated.slice(14, 18) +
         generated.slice(19, 23) +
         generated.slice(24);
-    req.ctx = { requestId, traceId, invalidRequestId: invalid, startedAt: performance.now() };
+    req.ctx = {
+      requestId,
+      traceId,
+      invalidRequestId: invalid,
+      startedAt: arrivedAt(req) ?? performance.now(),
+    };
     res.setHeader('x-request-id', requestId);
     if (traced) {
       // The span continues the caller's trace (or starts one); its ids are the request's.

@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { RequestListener } from 'node:http';
 import type { Logger } from 'pino';
 import { errorBody } from './errors.js';
+import { pacedListener } from './pacer.js';
 import type { ErrorCode } from './error-codes.js';
 
 /** Limits that keep slow or hostile clients from holding sockets or memory. */
@@ -57,14 +58,14 @@ export function createServer(app: RequestListener, logger: Logger): http.Server 
       // Node would answer a request without Host with a bare 400; the routes need no Host.
       requireHostHeader: false,
     },
-    (req, res) => {
+    pacedListener((req, res) => {
       // A target no URL parser takes (a broken absolute-form URI) would reach Express's own HTML 404.
       if (!URL.canParse(req.url ?? '', 'http://agent')) {
         refuse(res, 400, 'BAD_REQUEST', 'the request target is not a valid URL');
         return;
       }
       app(req, res);
-    },
+    }),
   );
   // An Expect other than 100-continue: Node's own 417 has no body; this one is in the error format.
   server.on('checkExpectation', (_req: http.IncomingMessage, res: http.ServerResponse) =>
