@@ -23,6 +23,7 @@ import { debugPage } from './debug-page.js';
 import { HttpError, errorBody } from './errors.js';
 import type { ErrorCode } from './error-codes.js';
 import { cappedInt, idParam, oneOf, timeParam, traceIdParam } from './query.js';
+import { BodyCache } from './body-cache.js';
 import { requestContext } from './request-context.js';
 
 export interface AppDeps extends StatusDeps {
@@ -48,6 +49,9 @@ export interface AppDeps extends StatusDeps {
   /** Counts answered requests for the per-minute summary. */
   onResponse?: (status: number) => void;
 }
+
+/** Encoded `/debug/logs` answers kept for repeated queries: how many, and the largest kept. */
+const LOG_BODY_CACHE = { entries: 4, maxBytes: 1024 * 1024 };
 
 /** Default and maximum of `/debug/logs?lines=`; the buffer size caps it further. */
 export const LOG_LINES_DEFAULT = 100;
@@ -182,6 +186,8 @@ export function createApp(deps: AppDeps): express.Express {
     noStore(res).json(buildWorkflowView(wf, job?.id ?? null, job?.state ?? null, deps.now()));
   });
 
+  // Pollers ask for the same tail again and again; between two records the answer is the same bytes.
+  const logBodies = new BodyCache(LOG_BODY_CACHE);
   route(['get'], ['/debug/logs'], (req, res) => {
     const cap = deps.logRing.capacity;
     const limit = cappedInt(req, 'lines', { min: 1, cap, fallback: Math.min(LOG_LINES_DEFAULT, cap) });
@@ -189,11 +195,17 @@ export function createApp(deps: AppDeps): express.Express {
     const jobId = idParam(req, 'job_id');
     const traceId = traceIdParam(req, 'trace_id');
     const since = timeParam(req, 'since');
-    const entries = deps.logRing.query({ limit, minLevel: LEVEL_VALUES[level], jobId, traceId, since });
-    // Stored lines are already JSON: join them rather than parse and re-encode.
-    const body =
-      `{"count":${entries.length},"limit":${limit},"max_lines":${cap},"level":"${level}",` +
-      `"dropped_total":${deps.logRing.dropped},"records":[${entries.map((e) => e.line).join(',')}]}`;
+    const key = `${limit}|${level}|${jobId ?? ''}|${traceId ?? ''}|${since ?? ''}`;
+    let body = logBodies.get(key, deps.logRing.version);
+    if (!body) {
+      const entries = deps.logRing.query({ limit, minLevel: LEVEL_VALUES[level], jobId, traceId, since });
+      // Stored lines are already JSON: join them rather than parse and re-encode.
+      body = Buffer.from(
+        `{"count":${entries.length},"limit":${limit},"max_lines":${cap},"level":"${level}",` +
+          `"dropped_total":${deps.logRing.dropped},"records":[${entries.map((e) => e.line).join(',')}]}`,
+      );
+      logBodies.set(key, deps.logRing.version, body);
+    }
     noStore(res).type('application/json').send(body);
   });
 

@@ -52,6 +52,11 @@ export class LogRing {
     return this.ring.dropped;
   }
 
+  /** Changes whenever the records change (every record kept moves it on); for caching answers. */
+  get version(): number {
+    return this.ring.totalPushed;
+  }
+
   /** Characters held now. */
   get sizeBytes(): number {
     return this.bytes;

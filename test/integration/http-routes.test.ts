@@ -210,6 +210,27 @@ describe('HTTP surface on MOCK_GPU=1', function () {
       });
     }
 
+    it('shows a new record in the next answer to the same query', async function () {
+      // The encoded answer is kept for repeated queries; a new record must not be hidden by it.
+      const q = `${agent.url}/debug/logs?lines=3&level=warn`;
+      const first = await http<{ records: LogRecord[] }>(q);
+      const again = await http<{ records: LogRecord[] }>(q);
+      assert.deepEqual(again.body, first.body);
+      const set = await http(`${agent.url}/debug/log-level`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-request-id': '0b5e2c1a-7d4f-4c9e-9a51-3f6d8e2b7c10',
+        },
+        body: JSON.stringify({ level: 'debug' }),
+      });
+      assert.equal(set.status, 200);
+      const after = await http<{ records: LogRecord[] }>(q);
+      const newest = after.body.records.at(-1)!;
+      assert.equal(newest.message, 'log level changed');
+      assert.equal(newest.request_id, '0b5e2c1a-7d4f-4c9e-9a51-3f6d8e2b7c10');
+    });
+
     it('filters by since', async function () {
       const future = new Date(Date.now() + 3_600_000).toISOString();
       const r = await http<{ count: number }>(`${agent.url}/debug/logs?since=${encodeURIComponent(future)}`);
