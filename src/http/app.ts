@@ -51,7 +51,7 @@ export interface AppDeps extends StatusDeps {
 }
 
 /** Encoded `/debug/logs` answers kept for repeated queries: how many, and the largest kept. */
-const LOG_BODY_CACHE = { entries: 4, maxBytes: 1024 * 1024 };
+const LOG_BODY_CACHE = { entries: 2, maxBytes: 512 * 1024 };
 
 /** Default and maximum of `/debug/logs?lines=`; the buffer size caps it further. */
 export const LOG_LINES_DEFAULT = 100;

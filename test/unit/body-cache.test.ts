@@ -13,6 +13,15 @@ describe('BodyCache', function () {
     assert.equal(c.get('q', 8)?.toString(), 'b');
   });
 
+  it('lets go of bodies built at an older version when a newer one is kept', function () {
+    const c = new BodyCache({ entries: 4, maxBytes: 100 });
+    c.set('a', 1, Buffer.from('a'));
+    c.set('b', 1, Buffer.from('b'));
+    c.set('c', 2, Buffer.from('c'));
+    assert.equal(c.size, 1);
+    assert.equal(c.get('c', 2)?.toString(), 'c');
+  });
+
   it('keeps at most `entries` bodies, dropping the oldest kept', function () {
     const c = new BodyCache({ entries: 2, maxBytes: 100 });
     c.set('a', 1, Buffer.from('a'));
