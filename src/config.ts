@@ -426,7 +426,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: 'events-buffer-size',
     defaultText: '2000',
     unit: 'events',
-    description: 'Events kept for `/debug/events` clients that reconnect with `Last-Event-ID`.',
+    description:
+      'Events kept for `/debug/events` clients that reconnect with `Last-Event-ID` (while a stream is open and 5 minutes after the last closed).',
   },
   {
     env: 'COMFYUI_URL',

@@ -38,18 +38,36 @@ class LazyEvent implements HubEvent {
   }
 }
 
+/** How long events are still kept for resuming after the last stream closed. */
+export const RESUME_GRACE_MS = 5 * 60_000;
+
 /**
  * What the stores record, as one sequence of events with ids, kept in a bounded buffer so a client
  * that reconnects with `Last-Event-ID` gets what it missed (as long as it is still in the buffer).
  * Publishing serializes once; streams only write strings.
+ *
+ * Events are kept only while a stream is open and for RESUME_GRACE_MS after the last one closed: that
+ * covers every reconnect, and a pod nobody watches keeps nothing. Holding thousands of events for no
+ * one made a busy queue worker's garbage collector copy and mark every one of them. Ids advance
+ * either way, so a client coming back later is told how many it missed.
  */
 export class EventHub {
-  private readonly buffer: RingBuffer<HubEvent>;
+  private buffer: RingBuffer<HubEvent>;
   private nextId = 1;
   private readonly listeners = new Set<HubListener>();
+  /** When the last stream closed; -Infinity before any stream opened. */
+  private lastLeftAt = -Infinity;
 
-  constructor(capacity: number) {
+  constructor(
+    private readonly capacity: number,
+    private readonly now: () => number = Date.now,
+  ) {
     this.buffer = new RingBuffer(capacity);
+  }
+
+  /** Whether events are kept now: a stream is open, or one closed less than RESUME_GRACE_MS ago. */
+  get keeping(): boolean {
+    return this.listeners.size > 0 || this.now() - this.lastLeftAt < RESUME_GRACE_MS;
   }
 
   get lastId(): number {
@@ -61,12 +79,22 @@ export class EventHub {
    * job's end is on the queue worker's path. The caller must not change `data` afterwards.
    */
   publish(type: HubEventType, data: unknown, level?: number): void {
-    this.push(new LazyEvent(this.nextId++, type, data, Date.now(), level));
+    if (this.skip()) return;
+    this.push(new LazyEvent(this.nextId++, type, data, this.now(), level));
   }
 
   /** An event whose data is already JSON text (a log record as written). */
   publishJson(type: HubEventType, json: string, level?: number): void {
-    this.push({ id: this.nextId++, type, data: json, at: Date.now(), level });
+    if (this.skip()) return;
+    this.push({ id: this.nextId++, type, data: json, at: this.now(), level });
+  }
+
+  /** Counts an event nobody will read, letting go of what is kept once the grace has passed. */
+  private skip(): boolean {
+    if (this.keeping) return false;
+    this.nextId++;
+    if (this.buffer.size > 0) this.buffer = new RingBuffer(this.capacity);
+    return true;
   }
 
   private push(e: HubEvent): void {
@@ -98,7 +126,9 @@ export class EventHub {
 
   subscribe(l: HubListener): () => void {
     this.listeners.add(l);
-    return () => this.listeners.delete(l);
+    return () => {
+      if (this.listeners.delete(l) && this.listeners.size === 0) this.lastLeftAt = this.now();
+    };
   }
 
   get subscribers(): number {
