@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type http from 'node:http';
+import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { LogRing } from '../../src/logging/log-ring.js';
@@ -86,13 +86,7 @@ describe('request pacing', function () {
       res.writeHead(200, { 'Content-Length': 2 });
       res.end('ok');
     };
-    let server: http.Server;
-    if (paced) {
-      server = createServer(handler, logger);
-    } else {
-      const { createServer: plain } = await import('node:http');
-      server = plain(handler);
-    }
+    const server = paced ? createServer(handler, logger) : http.createServer(handler);
     const addr: AddressInfo = await listen(server, 0, '127.0.0.1');
     return { server, port: addr.port };
   }
