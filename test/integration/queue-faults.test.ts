@@ -80,6 +80,76 @@ describe('queue faults and observer mode (real Redis)', function () {
     }
   });
 
+  it('loses and repeats no job when its Redis connections are killed one at a time mid-run', async () => {
+    const server = await startRedisServer();
+    const prefix = uniquePrefix();
+    const conn = redisClient(server.url);
+    const admin = redisClient(server.url);
+    const queue = new Queue('jobs', { connection: conn, prefix });
+    const agent = await startAgentProcess({
+      env: {
+        REDIS_URL: server.url,
+        QUEUE_PREFIX: prefix,
+        JOB_COMMAND: JOB,
+        WORKER_CONCURRENCY: '2',
+        QUEUE_REFRESH_INTERVAL_MS: '200',
+      },
+    });
+    try {
+      await agent.waitForRecord((r) => r.message === 'queue worker started');
+      // Every other client of this Redis is the agent's: the worker's, its blocking one, the monitor's.
+      const ours = new Set([String(await conn.client('ID')), String(await admin.client('ID'))]);
+      const n = 40;
+      await queue.addBulk(
+        Array.from({ length: n }, (_, i) => ({ name: 'render', data: { i, steps: 2, step_ms: 25 } })),
+      );
+      const killed: string[] = [];
+      while ((await queue.getJobCounts('completed')).completed! < n && killed.length < 12) {
+        const theirs = (String(await admin.client('LIST')).match(/^id=(\d+) .*?name=(\S*)/gm) ?? [])
+          .map((line) => /^id=(\d+) .*?name=(\S*)/.exec(line)!)
+          .filter((m) => !ours.has(m[1]!));
+        const victim = theirs[killed.length % Math.max(1, theirs.length)];
+        if (victim) {
+          await admin.client('KILL', 'ID', victim[1]!);
+          killed.push(victim[2] || `id ${victim[1]}`);
+        }
+        await new Promise((r) => setTimeout(r, 120));
+      }
+      assert.ok(killed.length >= 3, `connections killed mid-run: ${killed.join(', ')}`);
+      await eventually(
+        async () => ((await queue.getJobCounts('completed')).completed === n ? true : undefined),
+        60_000,
+        `all ${n} jobs completed after ${killed.length} connections were killed`,
+      );
+      const counts = await queue.getJobCounts('active', 'wait', 'failed', 'delayed', 'completed');
+      assert.deepEqual(counts, { active: 0, wait: 0, failed: 0, delayed: 0, completed: n });
+      const jobs = await queue.getJobs(['completed']);
+      const extraAttempts = jobs.filter((j) => j.attemptsMade !== 1).map((j) => j.id);
+      assert.deepEqual(extraAttempts, [], 'each job ran once');
+      // Counted once each, as Redis has them; the view agrees with Redis.
+      await eventually(async () => {
+        const done = await metric(agent, /^jobs_completed_total\{queue="jobs",status="completed"\} (\d+)$/m);
+        return done === n ? true : undefined;
+      }, 10_000);
+      assert.equal(await metric(agent, /^jobs_started_total\{queue="jobs"\} (\d+)$/m), n);
+      const view = await eventually(async () => {
+        const r = await http<{ counts: Record<string, number>; this_pod: { completed: number } }>(
+          `${agent.url}/debug/queue`,
+        );
+        return r.body.counts?.completed === n ? r.body : undefined;
+      }, 10_000);
+      assert.equal(view.counts.active, 0);
+      assert.equal(view.this_pod.completed, n);
+      assert.equal(agent.proc.exitCode, null, 'the agent is still running');
+    } finally {
+      await agent.stop();
+      await queue.close();
+      conn.disconnect();
+      admin.disconnect();
+      await server.stop();
+    }
+  });
+
   it('follows a queue worked on by another process (JOB_RUNNER=none)', async () => {
     const { url, prefix } = await testRedis();
     const conn = redisClient(url);
