@@ -3,7 +3,7 @@ import type { LabelValues, RegistryContentType } from 'prom-client';
 import type { GpuStore } from '../../gpu/index.js';
 import type { JobStore } from '../jobs/job-store.js';
 import { FINISHED_STATES } from '../jobs/job-store.js';
-import type { JobCounts } from '../jobs/job-store.js';
+import type { JobCounts, JobState } from '../jobs/job-store.js';
 import type { LogRing } from '../logging/log-ring.js';
 import type { WorkflowStore } from '../workflow/workflow-store.js';
 import { defineDcgmCompatMetrics, defineGpuMetrics } from './gpu-metrics.js';
@@ -54,14 +54,24 @@ const METRICS_ENDPOINT = '/metrics';
 /** The longest a rendered exposition is served again while nothing it shows has changed. */
 export const RENDER_MAX_AGE_MS = 1000;
 
-/**
- * The agent's Prometheus registry. Gauges read the stores in `collect()` and nothing else, so a scrape
- * never touches hardware and a failing source cannot fail it; counters and histograms are fed by store
- * events as they happen.
- */
 /** The two text formats `/metrics` answers in, by the scraper's Accept header. */
 export type ExpositionFormat = 'prometheus' | 'openmetrics';
 
+/** A job's start (no `ended`) or end, as the job metrics record it. */
+interface JobMetricUpdate {
+  queue: string;
+  ended?: JobState;
+  /** Time waited in the queue (a start; first attempts only) or run time (an end). */
+  seconds?: number;
+  traceId?: string;
+}
+
+/**
+ * The agent's Prometheus registry. Gauges read the stores in `collect()` and nothing else, so a scrape
+ * never touches hardware and a failing source cannot fail it; counters and histograms are fed by store
+ * events (a job's start and end at the end of the event loop turn they happened in, and always before
+ * a render).
+ */
 export class AgentMetrics {
   /**
    * OpenMetrics-typed, because prom-client allows exemplars only on such a registry; the Prometheus text
@@ -79,6 +89,10 @@ export class AgentMetrics {
   private cached: Partial<Record<ExpositionFormat, { body: Buffer; at: number }>> = {};
   private rendering: Promise<Buffer> | undefined;
   private renderingFormat: ExpositionFormat | undefined;
+  /** Job starts and ends whose metric updates wait for the end of this turn of the event loop. */
+  private readonly pendingJobUpdates: JobMetricUpdate[] = [];
+  private jobUpdatesFlush: NodeJS.Immediate | undefined;
+  private applyJobUpdate: (u: JobMetricUpdate) => void = () => undefined;
 
   constructor(private readonly deps: MetricsDeps) {
     this.registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
@@ -195,6 +209,7 @@ export class AgentMetrics {
   }
 
   private async renderAs(format: ExpositionFormat): Promise<string> {
+    this.flushJobUpdates();
     this.registry.setContentType(AgentMetrics.contentType(format) as RegistryContentType);
     try {
       return await this.registry.metrics();
@@ -207,8 +222,18 @@ export class AgentMetrics {
   }
 
   close(): void {
+    this.flushJobUpdates();
     for (const u of this.unsubscribe) u();
     this.unsubscribe.length = 0;
+  }
+
+  /** Applies the job metric updates waiting since this turn of the event loop began. */
+  private flushJobUpdates(): void {
+    if (this.jobUpdatesFlush) clearImmediate(this.jobUpdatesFlush);
+    this.jobUpdatesFlush = undefined;
+    const pending = this.pendingJobUpdates;
+    for (const u of pending) this.applyJobUpdate(u);
+    pending.length = 0;
   }
 
   private defineJobMetrics(): void {
@@ -306,36 +331,57 @@ export class AgentMetrics {
 
     if (qs) this.defineQueueMetrics(qs);
 
+    this.applyJobUpdate = (u) => {
+      const queue = this.queueLabel(u.queue);
+      if (u.ended === undefined) {
+        started.inc({ queue });
+        if (u.seconds !== undefined) queueWait.observe({ queue }, u.seconds);
+        return;
+      }
+      completed.inc({ queue, status: u.ended });
+      if (u.seconds !== undefined) {
+        duration.observe({
+          labels: { queue, status: u.ended },
+          value: u.seconds,
+          // The job's trace (the producer's, continued): a slow bucket leads to the trace behind it.
+          exemplarLabels: (u.traceId ? { trace_id: u.traceId } : {}) as LabelValues<'queue' | 'status'>,
+        });
+      }
+    };
+
     this.unsubscribe.push(
       jobs.subscribe(() => this.invalidate()),
       workflows.subscribe(() => this.invalidate()),
+      // A job's start and end are on the queue worker's path: the counters and histograms are updated
+      // once the turn of the event loop that started or ended it is done (and before any render).
       jobs.subscribe((e) => {
+        const j = e.job;
+        let update: JobMetricUpdate;
         if (
-          (e.type === 'created' && e.job.state === 'active') ||
+          (e.type === 'created' && j.state === 'active') ||
           (e.type === 'transition' && e.to === 'active')
         ) {
-          started.inc({ queue: this.queueLabel(e.job.queue) });
-          const j = e.job;
-          if (j.enqueuedAt !== undefined && j.startedAt !== undefined && j.attempts <= 1) {
-            queueWait.observe(
-              { queue: this.queueLabel(j.queue) },
-              Math.max(0, j.startedAt - j.enqueuedAt) / 1000,
-            );
-          }
-        }
-        if (e.type === 'transition' && FINISHED_STATES.has(e.to) && e.from !== 'queued') {
-          completed.inc({ queue: this.queueLabel(e.job.queue), status: e.to });
-          if (e.job.startedAt !== undefined && e.job.finishedAt !== undefined) {
-            duration.observe({
-              labels: { queue: this.queueLabel(e.job.queue), status: e.to },
-              value: (e.job.finishedAt - e.job.startedAt) / 1000,
-              // The job's trace (the producer's, continued): a slow bucket leads to the trace behind it.
-              exemplarLabels: (e.job.traceId ? { trace_id: e.job.traceId } : {}) as LabelValues<
-                'queue' | 'status'
-              >,
-            });
-          }
-        }
+          update = {
+            queue: j.queue,
+            // Time in the queue, for first attempts.
+            seconds:
+              j.enqueuedAt !== undefined && j.startedAt !== undefined && j.attempts <= 1
+                ? Math.max(0, j.startedAt - j.enqueuedAt) / 1000
+                : undefined,
+          };
+        } else if (e.type === 'transition' && FINISHED_STATES.has(e.to) && e.from !== 'queued') {
+          update = {
+            queue: j.queue,
+            ended: e.to,
+            seconds:
+              j.startedAt !== undefined && j.finishedAt !== undefined
+                ? (j.finishedAt - j.startedAt) / 1000
+                : undefined,
+            traceId: j.traceId,
+          };
+        } else return;
+        this.pendingJobUpdates.push(update);
+        this.jobUpdatesFlush ??= setImmediate(() => this.flushJobUpdates());
       }),
       workflows.subscribe((e) => {
         if (e.type !== 'node' || e.node.status !== 'completed' || e.from !== 'running') return;
