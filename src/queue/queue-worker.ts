@@ -16,7 +16,8 @@ import type { ProgressPayload } from './job-reporter.js';
 import type { QueueParticipant } from './queue-monitor.js';
 import { createRedis } from './redis.js';
 import { JobRunFailure, NO_STEP } from './runner.js';
-import type { JobRunner, RunContext } from './runner.js';
+import type { JobRunner, RunContext, RunStep } from './runner.js';
+import type { ProtocolEvent } from '../workload/progress-protocol.js';
 
 export interface QueueWorkerOptions {
   url: string;
@@ -44,19 +45,144 @@ export interface QueueWorkerOptions {
 /** Why a running job's runner was aborted. */
 type AbortCause = { kind: 'canceled'; reason: string } | { kind: 'preempted' };
 
-interface Running {
-  job: Job;
-  token: string;
+/** What a job's run needs of the worker. */
+interface RunDeps {
+  opts: QueueWorkerOptions;
+  worker: Worker;
+  now: () => number;
+}
+
+/**
+ * One job on this pod: the runner's context for it and what the worker keeps while it runs. One object
+ * per job, its methods on the prototype: a fast queue pays for every allocation on a job's path.
+ * What only some jobs need (a bound logger, the progress applier, the job's reporter) is made on first
+ * use: most jobs of a busy queue log, report and apply nothing but their end.
+ */
+class JobRun implements RunContext {
+  readonly queue: string;
+  readonly name: string;
+  readonly data: unknown;
   cause?: AbortCause;
-  /** The processor's signal: once aborted, the job is on its way out whatever `cause` says. */
-  signal: AbortSignal;
-  done: Promise<void>;
   /** Made on the job's first progress or output line. */
   reporter?: JobReporter;
   /** The runner's own account of the job's failure, kept whole for the JobStore. */
   failure?: JobFailure;
-  /** Sends the job's progress to the queue; unset once the job's runner is done. */
-  pushProgress?: () => void;
+  /** Progress goes to the queue until the job's runner is done. */
+  reporting = true;
+  private ended = false;
+  private donePromise?: Promise<void>;
+  private resolveDone?: () => void;
+  private jobLogger?: Logger;
+  private outLogger?: Logger;
+  private applier?: ProgressApplier;
+
+  constructor(
+    private readonly deps: RunDeps,
+    readonly job: Job,
+    readonly jobId: string,
+    readonly token: string,
+    /** The processor's signal: once aborted, the job is on its way out whatever `cause` says. */
+    readonly signal: AbortSignal,
+    readonly attempt: number,
+    readonly traceparent: string | undefined,
+    private readonly traceIds: { trace_id?: string; span_id?: string } | undefined,
+    private readonly span: Span | undefined,
+  ) {
+    this.queue = deps.opts.queueName;
+    this.name = job.name;
+    this.data = job.data;
+  }
+
+  /** Settles once the job's run is over (for the drain). */
+  get done(): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    return (this.donePromise ??= new Promise((r) => (this.resolveDone = r)));
+  }
+
+  end(): void {
+    this.ended = true;
+    this.reporting = false;
+    this.resolveDone?.();
+  }
+
+  get logger(): Logger {
+    return (this.jobLogger ??= this.deps.opts.logger.child({ job_id: this.jobId, ...this.traceIds }));
+  }
+
+  get outputLogger(): Logger {
+    // Output records take job_id (and the node) from the runner's context, per line.
+    const out = this.deps.opts.jobOutputLogger;
+    return (this.outLogger ??= this.traceIds ? out.child(this.traceIds) : out);
+  }
+
+  event(e: ProtocolEvent): void {
+    const { jobs, workflows, artifacts, queueName } = this.deps.opts;
+    this.applier ??= new ProgressApplier({
+      jobs,
+      workflows,
+      artifacts,
+      logger: this.logger,
+      defaultQueue: queueName,
+      source: 'queue-worker',
+      scope: { jobId: this.jobId, onJobEnd: () => undefined },
+    });
+    this.applier.apply(e);
+  }
+
+  /** Waits for the progress events applied so far. */
+  async applied(): Promise<void> {
+    await this.applier?.settled();
+  }
+
+  outputLine(_stream: 'stdout' | 'stderr', line: string): void {
+    this.reporterOf().line(line);
+  }
+
+  currentNodeId(): string | undefined {
+    return this.deps.opts.workflows.currentNode(this.jobId)?.id;
+  }
+
+  step(name: string, attributes: Record<string, string | number | boolean> = {}): RunStep {
+    const traced = this.deps.opts.tracing;
+    if (!this.span || !traced) return NO_STEP;
+    const child = traced.tracing.startChild(name, this.span, { [ATTR.jobId]: this.jobId, ...attributes });
+    return {
+      setAttribute: (k, v) => void child.setAttribute(k, v),
+      end: (failure) => endSpan(child, failure),
+    };
+  }
+
+  /** Sends the job's progress to the queue (throttled by the reporter). */
+  pushProgress(): void {
+    if (this.reporting) this.reporterOf().progress(this.progress());
+  }
+
+  /** What `job.progress` says now: the job's percent and its current node. */
+  progress(): ProgressPayload {
+    const { jobs, workflows } = this.deps.opts;
+    const node = workflows.currentNode(this.jobId);
+    return {
+      progress: jobs.get(this.jobId)?.progressPercent ?? 0,
+      node: node?.id ?? null,
+      step: node?.step ?? null,
+      total: node?.total ?? null,
+    };
+  }
+
+  private reporterOf(): JobReporter {
+    if (this.reporter) return this.reporter;
+    const { opts, worker, now } = this.deps;
+    const { job, jobId } = this;
+    const keepLogs = job.opts.keepLogs ?? opts.keepLogs;
+    return (this.reporter = new JobReporter({
+      writeProgress: (p) => job.updateProgress(p),
+      writeLog: (line) => Job.addJobLog(worker, jobId, line, keepLogs),
+      progressIntervalMs: opts.progressIntervalMs,
+      keepLogs,
+      logger: this.logger,
+      now,
+    }));
+  }
 }
 
 /** How long writing a job's last progress and log lines may hold up its end. */
@@ -99,7 +225,7 @@ export class QueueWorker implements QueueParticipant {
   readonly mode = 'worker' as const;
   private readonly redis: Redis;
   private readonly worker: AgentWorker;
-  private readonly running = new Map<string, Running>();
+  private readonly running = new Map<string, JobRun>();
   private readonly now: () => number;
   private draining = false;
   private closePromise: Promise<void> | undefined;
@@ -112,6 +238,7 @@ export class QueueWorker implements QueueParticipant {
   /** Bookkeeping of ended jobs waiting for the next turn of the event loop, per job id. */
   private readonly deferred = new Map<string, (() => void)[]>();
   private flushing = false;
+  private runDeps: RunDeps | undefined;
 
   constructor(private readonly opts: QueueWorkerOptions) {
     this.now = opts.now ?? Date.now;
@@ -133,10 +260,10 @@ export class QueueWorker implements QueueParticipant {
     // One subscription for all running jobs: the job's percent or its current node changed.
     this.unsubscribe = [
       opts.jobs.subscribe((e) => {
-        if (e.type === 'progress') this.running.get(e.job.id)?.pushProgress?.();
+        if (e.type === 'progress') this.running.get(e.job.id)?.pushProgress();
       }),
       opts.workflows.subscribe((e) => {
-        if (e.type !== 'progress') this.running.get(e.jobId)?.pushProgress?.();
+        if (e.type !== 'progress') this.running.get(e.jobId)?.pushProgress();
       }),
     ];
     // The bookkeeping of a job's end waits for the next turn of the event loop: it then runs while the
@@ -348,68 +475,13 @@ export class QueueWorker implements QueueParticipant {
     // BullMQ gives a signal to a processor that declares one: aborted by cancelJob, from the API, a
     // BullMQ cancel, or the drain (which set `cause` first).
     const jobSignal = signal ?? new AbortController().signal;
-    let resolveDone!: () => void;
-    const entry: Running = {
-      job,
-      token,
-      signal: jobSignal,
-      done: new Promise((r) => (resolveDone = r)),
-    };
+    const deps: RunDeps = (this.runDeps ??= { opts: this.opts, worker: this.worker, now: this.now });
+    const entry = new JobRun(deps, job, id, token, jobSignal, record.attempts, traceparent, traceIds, span);
     this.running.set(id, entry);
-
-    // What only some jobs need is made on first use: most jobs of a busy queue log, report and
-    // apply nothing but their end, and per-job allocations are what a fast queue pays for.
-    let jobLogger: Logger | undefined;
-    const loggerOfJob = (): Logger => (jobLogger ??= logger.child({ job_id: id, ...traceIds }));
-    let applier: ProgressApplier | undefined;
-    const keepLogs = job.opts.keepLogs ?? this.opts.keepLogs;
-    const reporterOf = (): JobReporter =>
-      (entry.reporter ??= new JobReporter({
-        writeProgress: (p) => job.updateProgress(p),
-        writeLog: (line) => Job.addJobLog(this.worker, id, line, keepLogs),
-        progressIntervalMs: this.opts.progressIntervalMs,
-        keepLogs,
-        logger: loggerOfJob(),
-        now: this.now,
-      }));
-    entry.pushProgress = () => reporterOf().progress(this.progressOf(id));
-    const ctx: RunContext = {
-      jobId: id,
-      queue: this.opts.queueName,
-      name: job.name,
-      data: job.data,
-      attempt: record.attempts,
-      traceparent,
-      signal: jobSignal,
-      get logger() {
-        return loggerOfJob();
-      },
-      // Output records take job_id (and the node) from the runner's context, per line.
-      outputLogger: traceIds ? this.opts.jobOutputLogger.child(traceIds) : this.opts.jobOutputLogger,
-      event: (e) =>
-        (applier ??= new ProgressApplier({
-          jobs,
-          workflows,
-          artifacts: this.opts.artifacts,
-          logger: loggerOfJob(),
-          defaultQueue: this.opts.queueName,
-          source: 'queue-worker',
-          scope: { jobId: id, onJobEnd: () => undefined },
-        })).apply(e),
-      outputLine: (_stream, line) => reporterOf().line(line),
-      currentNodeId: () => workflows.currentNode(id)?.id,
-      step: (name, attributes = {}) => {
-        if (!span || !traced) return NO_STEP;
-        const child = traced.tracing.startChild(name, span, { [ATTR.jobId]: id, ...attributes });
-        return {
-          setAttribute: (k, v) => void child.setAttribute(k, v),
-          end: (failure) => endSpan(child, failure),
-        };
-      },
-    };
+    const ctx: RunContext = entry;
     // Per job, one INFO record is enough: the one at its end, with how it went.
     if (logger.isLevelEnabled('debug')) {
-      loggerOfJob().debug(
+      entry.logger.debug(
         {
           data: {
             queue: this.opts.queueName,
@@ -424,16 +496,16 @@ export class QueueWorker implements QueueParticipant {
     let failure: { message: string; type?: string } | undefined;
     try {
       const result = await this.opts.runner.run(ctx);
-      await applier?.settled();
+      await entry.applied();
       // Producers polling the progress see the end before the completed state.
-      if (entry.reporter?.reported) entry.reporter.progress({ ...this.progressOf(id), progress: 100 });
+      if (entry.reporter?.reported) entry.reporter.progress({ ...entry.progress(), progress: 100 });
       return result ?? null;
     } catch (err) {
       failure = {
         message: err instanceof Error ? err.message : String(err),
         type: err instanceof JobRunFailure ? err.failure.type : err instanceof Error ? err.name : undefined,
       };
-      await applier?.settled();
+      await entry.applied();
       // A cancel nobody here explained (BullMQ's own) is a cancel all the same.
       if (!entry.cause && jobSignal.aborted) {
         entry.cause = { kind: 'canceled', reason: abortMessage(jobSignal.reason) };
@@ -458,7 +530,7 @@ export class QueueWorker implements QueueParticipant {
       }
       throw err;
     } finally {
-      entry.pushProgress = undefined;
+      entry.reporting = false;
       await entry.reporter?.close(REPORTER_CLOSE_MS);
       if (span) {
         traced?.workflowSpans.end(id);
@@ -473,19 +545,8 @@ export class QueueWorker implements QueueParticipant {
         span.setAttribute(ATTR.jobStatus, status);
         endSpan(span, status === 'completed' || status === 'returned' ? undefined : failure);
       }
-      resolveDone();
+      entry.end();
     }
-  }
-
-  /** What `job.progress` says now: the job's percent and its current node. */
-  private progressOf(id: string): ProgressPayload {
-    const node = this.opts.workflows.currentNode(id);
-    return {
-      progress: this.opts.jobs.get(id)?.progressPercent ?? 0,
-      node: node?.id ?? null,
-      step: node?.step ?? null,
-      total: node?.total ?? null,
-    };
   }
 
   /** Moves a job this pod holds back to `wait`, without spending an attempt. */
@@ -508,7 +569,7 @@ export class QueueWorker implements QueueParticipant {
     });
   }
 
-  private onFailed(job: Job, err: Error, entry: Running | undefined): void {
+  private onFailed(job: Job, err: Error, entry: JobRun | undefined): void {
     if (entry?.cause?.kind === 'canceled') {
       this.settled(job, 'canceled', { failure: { message: err.message, type: 'Canceled' } });
       return;
