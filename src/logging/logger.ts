@@ -28,14 +28,23 @@ export interface LoggerOptions {
  * ring buffer, so `/debug/logs` shows exactly what stdout got.
  */
 export function createLogger(opts: LoggerOptions): Logger {
-  // The record's time, as its `timestamp` says; one ISO string per millisecond however many records.
+  // The record's time, as its `timestamp` says: one string per millisecond however many records, and
+  // the date and time up to the second formatted once per second (a busy queue logs every millisecond).
   let stampMs = NaN;
   let stamp = '';
+  let second = NaN;
+  let secondPrefix = '';
   const timestamp = (): string => {
     const t = Date.now();
     if (t !== stampMs) {
       stampMs = t;
-      stamp = `,"timestamp":"${new Date(t).toISOString()}"`;
+      const ms = t % 1000;
+      if (t - ms !== second) {
+        second = t - ms;
+        // Everything but the milliseconds and the zone: "2026-11-22T18:51:51."
+        secondPrefix = `,"timestamp":"${new Date(second).toISOString().slice(0, -4)}`;
+      }
+      stamp = `${secondPrefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z"`;
     }
     return stamp;
   };
