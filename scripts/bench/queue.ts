@@ -6,7 +6,7 @@
  * completion (its `finishedOn`, the score in the completed set), the two workers one after the other in
  * alternating order.
  *
- *   npm run bench:queue                   (BENCH_ROUNDS=5 BENCH_JOBS=2000 BENCH_CONCURRENCY=1 by default;
+ *   npm run bench:queue                   (BENCH_ROUNDS=11 BENCH_JOBS=4000 BENCH_CONCURRENCY=1 by default;
  *                                          BENCH_WARMUP=1 unmeasured rounds first; BENCH_LOG_LEVEL=info is
  *                                          the agent's LOG_LEVEL; REDIS_URL, default redis://127.0.0.1:6379)
  */
@@ -16,8 +16,8 @@ import { Redis } from 'ioredis';
 import { ROOT, cpuSeconds, median, pinCpus, startAgent, startScript } from './common.js';
 import type { Child } from './common.js';
 
-const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
-const jobsPerRound = Number(process.env.BENCH_JOBS ?? 2000);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 11);
+const jobsPerRound = Number(process.env.BENCH_JOBS ?? 4000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 1);
 const warmup = Number(process.env.BENCH_WARMUP ?? 1);
 const logLevel = process.env.BENCH_LOG_LEVEL ?? 'info';
