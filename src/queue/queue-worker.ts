@@ -129,9 +129,9 @@ class JobRun implements RunContext {
     this.applier.apply(e);
   }
 
-  /** Waits for the progress events applied so far. */
-  async applied(): Promise<void> {
-    await this.applier?.settled();
+  /** Settles once the progress events applied so far are done; undefined when there were none. */
+  applied(): Promise<void> | undefined {
+    return this.applier?.settled();
   }
 
   outputLine(_stream: 'stdout' | 'stderr', line: string): void {
