@@ -78,9 +78,8 @@ class JobRun implements RunContext {
 
   constructor(
     private readonly deps: RunDeps,
-    readonly job: Job,
+    private readonly job: Job,
     readonly jobId: string,
-    readonly token: string,
     /** The processor's signal: once aborted, the job is on its way out whatever `cause` says. */
     readonly signal: AbortSignal,
     readonly attempt: number,
@@ -238,7 +237,7 @@ export class QueueWorker implements QueueParticipant {
   /** Bookkeeping of ended jobs waiting for the next turn of the event loop, per job id. */
   private readonly deferred = new Map<string, (() => void)[]>();
   private flushing = false;
-  private runDeps: RunDeps | undefined;
+  private readonly runDeps: RunDeps;
 
   constructor(private readonly opts: QueueWorkerOptions) {
     this.now = opts.now ?? Date.now;
@@ -257,6 +256,7 @@ export class QueueWorker implements QueueParticipant {
       },
     );
     this.worker.afterJob = (job) => this.afterJob(job);
+    this.runDeps = { opts, worker: this.worker, now: this.now };
     // One subscription for all running jobs: the job's percent or its current node changed.
     this.unsubscribe = [
       opts.jobs.subscribe((e) => {
@@ -475,10 +475,8 @@ export class QueueWorker implements QueueParticipant {
     // BullMQ gives a signal to a processor that declares one: aborted by cancelJob, from the API, a
     // BullMQ cancel, or the drain (which set `cause` first).
     const jobSignal = signal ?? new AbortController().signal;
-    const deps: RunDeps = (this.runDeps ??= { opts: this.opts, worker: this.worker, now: this.now });
-    const entry = new JobRun(deps, job, id, token, jobSignal, record.attempts, traceparent, traceIds, span);
+    const entry = new JobRun(this.runDeps, job, id, jobSignal, record.attempts, traceparent, traceIds, span);
     this.running.set(id, entry);
-    const ctx: RunContext = entry;
     // Per job, one INFO record is enough: the one at its end, with how it went.
     if (logger.isLevelEnabled('debug')) {
       entry.logger.debug(
@@ -495,7 +493,7 @@ export class QueueWorker implements QueueParticipant {
     }
     let failure: { message: string; type?: string } | undefined;
     try {
-      const result = await this.opts.runner.run(ctx);
+      const result = await this.opts.runner.run(entry);
       await entry.applied();
       // Producers polling the progress see the end before the completed state.
       if (entry.reporter?.reported) entry.reporter.progress({ ...entry.progress(), progress: 100 });

@@ -15,22 +15,35 @@ async function metric(agent: AgentProcess, re: RegExp): Promise<number | undefin
   return m ? Number(m[1]) : undefined;
 }
 
+/** A redis-server of the test's own, a queue on it, and an agent working that queue with the test job. */
+async function agentOnOwnRedis(opts: { persist?: boolean; env?: Record<string, string> } = {}) {
+  const server = await startRedisServer({ persist: opts.persist });
+  const prefix = uniquePrefix();
+  const conn = redisClient(server.url);
+  const queue = new Queue('jobs', { connection: conn, prefix });
+  const agent = await startAgentProcess({
+    env: {
+      REDIS_URL: server.url,
+      QUEUE_PREFIX: prefix,
+      JOB_COMMAND: JOB,
+      QUEUE_REFRESH_INTERVAL_MS: '200',
+      ...opts.env,
+    },
+  });
+  const stop = async (): Promise<void> => {
+    await agent.stop();
+    await queue.close();
+    conn.disconnect();
+    await server.stop();
+  };
+  return { server, conn, queue, agent, stop };
+}
+
 describe('queue faults and observer mode (real Redis)', function () {
   this.timeout(90_000);
 
   it('survives Redis being killed and restarted mid-job: the job completes once, counted once', async () => {
-    const server = await startRedisServer({ persist: true });
-    const prefix = uniquePrefix();
-    const conn = redisClient(server.url);
-    const queue = new Queue('jobs', { connection: conn, prefix });
-    const agent = await startAgentProcess({
-      env: {
-        REDIS_URL: server.url,
-        QUEUE_PREFIX: prefix,
-        JOB_COMMAND: JOB,
-        QUEUE_REFRESH_INTERVAL_MS: '200',
-      },
-    });
+    const { server, queue, agent, stop } = await agentOnOwnRedis({ persist: true });
     try {
       const dir = tempDir();
       const gate = path.join(dir, 'gate');
@@ -73,28 +86,13 @@ describe('queue faults and observer mode (real Redis)', function () {
         [[id, 'completed']],
       );
     } finally {
-      await agent.stop();
-      await queue.close();
-      conn.disconnect();
-      await server.stop();
+      await stop();
     }
   });
 
   it('loses and repeats no job when its Redis connections are killed one at a time mid-run', async () => {
-    const server = await startRedisServer();
-    const prefix = uniquePrefix();
-    const conn = redisClient(server.url);
+    const { server, conn, queue, agent, stop } = await agentOnOwnRedis({ env: { WORKER_CONCURRENCY: '2' } });
     const admin = redisClient(server.url);
-    const queue = new Queue('jobs', { connection: conn, prefix });
-    const agent = await startAgentProcess({
-      env: {
-        REDIS_URL: server.url,
-        QUEUE_PREFIX: prefix,
-        JOB_COMMAND: JOB,
-        WORKER_CONCURRENCY: '2',
-        QUEUE_REFRESH_INTERVAL_MS: '200',
-      },
-    });
     try {
       await agent.waitForRecord((r) => r.message === 'queue worker started');
       // Every other client of this Redis is the agent's: the worker's, its blocking one, the monitor's.
@@ -105,13 +103,13 @@ describe('queue faults and observer mode (real Redis)', function () {
       );
       const killed: string[] = [];
       while ((await queue.getJobCounts('completed')).completed! < n && killed.length < 12) {
-        const theirs = (String(await admin.client('LIST')).match(/^id=(\d+) .*?name=(\S*)/gm) ?? [])
-          .map((line) => /^id=(\d+) .*?name=(\S*)/.exec(line)!)
-          .filter((m) => !ours.has(m[1]!));
+        const theirs = [...String(await admin.client('LIST')).matchAll(/^id=(\d+) .*?name=(\S*)/gm)]
+          .map(([, id, name]) => ({ id: id!, name: name || `id ${id}` }))
+          .filter((c) => !ours.has(c.id));
         const victim = theirs[killed.length % Math.max(1, theirs.length)];
         if (victim) {
-          await admin.client('KILL', 'ID', victim[1]!);
-          killed.push(victim[2] || `id ${victim[1]}`);
+          await admin.client('KILL', 'ID', victim.id);
+          killed.push(victim.name);
         }
         await new Promise((r) => setTimeout(r, 120));
       }
@@ -142,11 +140,8 @@ describe('queue faults and observer mode (real Redis)', function () {
       assert.equal(view.this_pod.completed, n);
       assert.equal(agent.proc.exitCode, null, 'the agent is still running');
     } finally {
-      await agent.stop();
-      await queue.close();
-      conn.disconnect();
       admin.disconnect();
-      await server.stop();
+      await stop();
     }
   });
 
