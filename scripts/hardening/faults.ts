@@ -112,9 +112,22 @@ function processes(): ProcInfo[] {
   return out;
 }
 
-/** Zombie children of `pid`. */
-function zombiesOf(pid: number): number {
-  return processes().filter((p) => p.ppid === pid && p.state === 'Z').length;
+/**
+ * Zombie children of `pid` that stay zombies: a child that has just exited is one until the parent's
+ * next event-loop turn reaps it, so a single look at a process that keeps spawning can catch one that is
+ * not leaked. Only children still unreaped a while later count.
+ */
+async function zombiesOf(pid: number, laterMs = 300): Promise<number> {
+  const zombies = (): Set<number> =>
+    new Set(
+      processes()
+        .filter((p) => p.ppid === pid && p.state === 'Z')
+        .map((p) => p.pid),
+    );
+  const first = zombies();
+  if (first.size === 0) return 0;
+  await sleep(laterMs);
+  return [...zombies()].filter((z) => first.has(z)).length;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -265,7 +278,7 @@ async function nvidiaSmiHangs(short: boolean): Promise<FaultRow> {
     await goodSampleSince(agent, 'nvidia-smi', Date.now(), 30_000);
     const { latencies, bad } = await health.stop();
     await sleep(500);
-    const zombies = zombiesOf(pid);
+    const zombies = await zombiesOf(pid);
     const alive = new Set(processes().map((p) => p.pid));
     const leftOver = [...hung].filter((pid) => alive.has(pid)).length;
     const fdsAfter = openFds(pid);
@@ -428,7 +441,7 @@ async function dcgmDies(short: boolean): Promise<FaultRow> {
       failures.push(
         `${children.length} dcgmi dmon children after recovery: ${JSON.stringify(processes().filter((p) => p.cmdline.includes('dcgmi')))}`,
       );
-    if (zombiesOf(pid) > 0) failures.push('zombie children');
+    if ((await zombiesOf(pid)) > 0) failures.push('zombie children');
     if ((await readyOf(agent)).status !== 200) failures.push('/ready not 200 after recovery');
     return row(
       'dcgm',
