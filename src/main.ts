@@ -188,7 +188,7 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       resolve(e.sample.devices[0]?.name);
     });
   });
-  const tracing = new Tracing({
+  const tracing = await Tracing.start({
     enabled: config.tracing.enabled,
     serviceVersion: version,
     podId: config.podId,

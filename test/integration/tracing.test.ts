@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -328,5 +329,39 @@ describe('traces and correlated logs (OTLP/HTTP to an in-process receiver, real 
     } finally {
       await receiver.close();
     }
+  });
+});
+
+describe('tracing setup', function () {
+  this.timeout(30_000);
+
+  /** Which packages a fresh process has loaded after setting tracing up on or off. */
+  const loadedAfterStart = (on: boolean): { enabled: boolean; sdkParts: string[] } => {
+    const script = `
+      import { createRequire } from 'node:module';
+      const { Tracing } = await import(${JSON.stringify(path.join(ROOT, 'dist/src/tracing/otel.js'))});
+      const t = await Tracing.start({ enabled: ${on}, serviceVersion: '0', podId: 'p', gpuModel: Promise.resolve(undefined) });
+      const loaded = Object.keys(createRequire(process.cwd() + '/').cache);
+      console.log(JSON.stringify({
+        enabled: t.enabled,
+        // The SDK's own packages load as ES modules, which no cache lists; these CommonJS ones come with it.
+        sdkParts: ['/@grpc/grpc-js/', '/require-in-the-middle/', '/import-in-the-middle/'].filter((p) =>
+          loaded.some((f) => f.includes(p)),
+        ),
+      }));
+      await t.shutdown(1000);`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      env: { PATH: process.env.PATH ?? '', OTEL_TRACES_EXPORTER: 'none' },
+      encoding: 'utf8',
+    });
+    return JSON.parse(out.trim().split('\n').pop() as string) as { enabled: boolean; sdkParts: string[] };
+  };
+
+  it('loads the OpenTelemetry SDK and its exporters only when tracing is on', function () {
+    assert.deepEqual(loadedAfterStart(false), { enabled: false, sdkParts: [] });
+    assert.deepEqual(loadedAfterStart(true), {
+      enabled: true,
+      sdkParts: ['/@grpc/grpc-js/', '/require-in-the-middle/', '/import-in-the-middle/'],
+    });
   });
 });
