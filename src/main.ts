@@ -24,9 +24,9 @@ import type { LineSink, Logger } from './logging/logger.js';
 import { AgentMetrics } from './metrics/registry.js';
 import { readVersion } from './version.js';
 import { CommandRunner } from './queue/command-runner.js';
-import { QueueMonitor } from './queue/queue-monitor.js';
-import { QueueObserver } from './queue/queue-observer.js';
-import { QueueWorker } from './queue/queue-worker.js';
+import type { QueueMonitor } from './queue/queue-monitor.js';
+import type { QueueObserver } from './queue/queue-observer.js';
+import type { QueueWorker } from './queue/queue-worker.js';
 import { NoopRunner } from './queue/runner.js';
 import type { JobRunner } from './queue/runner.js';
 import { disabledQueue } from './views/queue.js';
@@ -255,6 +255,12 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
   let observer: QueueObserver | undefined;
   let readinessRunner: StatusDeps['runner'];
   if (config.redisUrl) {
+    // BullMQ and ioredis load only for a pod with a queue.
+    const [{ QueueMonitor }, { QueueWorker }, { QueueObserver }] = await Promise.all([
+      import('./queue/queue-monitor.js'),
+      import('./queue/queue-worker.js'),
+      import('./queue/queue-observer.js'),
+    ]);
     const q = { url: config.redisUrl, queueName: config.queueName, prefix: config.queuePrefix };
     monitor = new QueueMonitor({
       ...q,
