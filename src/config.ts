@@ -67,6 +67,8 @@ export interface AgentConfig {
   jobCommand: string | undefined;
   workerConcurrency: number;
   jobLockDurationMs: number;
+  jobStalledIntervalMs: number;
+  jobMaxStalledCount: number;
   jobProgressIntervalMs: number;
   jobKeepLogs: number;
   queueRefreshIntervalMs: number;
@@ -387,7 +389,23 @@ export const SETTINGS: readonly Setting[] = [
     defaultText: '30000',
     unit: 'ms',
     description:
-      "BullMQ's job lock: renewed every half of it while a job runs; a pod that stops renewing (crashed, cut off from Redis) loses its job to another after this long.",
+      "BullMQ's job lock: renewed every half of it while a job runs; a pod that stops renewing (crashed, cut off from Redis) loses its job to another once the lock has expired and a stall check has found it.",
+  },
+  {
+    env: 'JOB_STALLED_INTERVAL_MS',
+    flag: 'job-stalled-interval-ms',
+    defaultText: '30000',
+    unit: 'ms',
+    description:
+      "How often the worker looks for jobs whose lock expired (BullMQ's `stalledInterval`) and puts them back in the queue; a job takes two looks, so a crashed pod's job waits up to `JOB_LOCK_DURATION_MS` plus twice this.",
+  },
+  {
+    env: 'JOB_MAX_STALLED_COUNT',
+    flag: 'job-max-stalled-count',
+    defaultText: '1',
+    unit: 'times',
+    description:
+      "How many times a job may be put back after its pod stopped renewing its lock before it fails as stalled (BullMQ's `maxStalledCount`); a drain or a second signal hands jobs back without counting.",
   },
   {
     env: 'JOB_PROGRESS_INTERVAL_MS',
@@ -676,6 +694,8 @@ export function loadConfig(
   const jobRunner = get('JOB_RUNNER', oneOf(JOB_RUNNER_CHOICES), jobCommand ? 'command' : 'none');
   const workerConcurrency = get('WORKER_CONCURRENCY', intIn(1, 256), '1');
   const jobLockDurationMs = get('JOB_LOCK_DURATION_MS', intIn(1000, 3_600_000), '30000');
+  const jobStalledIntervalMs = get('JOB_STALLED_INTERVAL_MS', intIn(1000, 3_600_000), '30000');
+  const jobMaxStalledCount = get('JOB_MAX_STALLED_COUNT', intIn(0, 1000), '1');
   const jobProgressIntervalMs = get('JOB_PROGRESS_INTERVAL_MS', intIn(0, 600_000), '500');
   const jobKeepLogs = get('JOB_KEEP_LOGS', intIn(0, 1_000_000), '1000');
   const queueRefreshIntervalMs = get('QUEUE_REFRESH_INTERVAL_MS', intIn(100, 3_600_000), '2000');
@@ -773,6 +793,8 @@ export function loadConfig(
       jobCommand,
       workerConcurrency: workerConcurrency as number,
       jobLockDurationMs: jobLockDurationMs as number,
+      jobStalledIntervalMs: jobStalledIntervalMs as number,
+      jobMaxStalledCount: jobMaxStalledCount as number,
       jobProgressIntervalMs: jobProgressIntervalMs as number,
       jobKeepLogs: jobKeepLogs as number,
       queueRefreshIntervalMs: queueRefreshIntervalMs as number,

@@ -47,6 +47,8 @@ import { WorkloadSupervisor, workloadName } from './workload/supervisor.js';
 const ARTIFACT_SETTLE_MS = 5000;
 /** How long the GPU model may take to be known before traces go out without it. */
 const GPU_MODEL_WAIT_MS = 10_000;
+/** How long a second signal's exit waits for running queue jobs to be handed back. */
+const FORCED_HAND_BACK_MS = 500;
 
 /** The queue label of jobs the workload reports without naming a queue. */
 export const WORKLOAD_QUEUE = 'workload';
@@ -296,6 +298,8 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
         ...q,
         concurrency: config.workerConcurrency,
         lockDurationMs: config.jobLockDurationMs,
+        stalledIntervalMs: config.jobStalledIntervalMs,
+        maxStalledCount: config.jobMaxStalledCount,
         progressIntervalMs: config.jobProgressIntervalMs,
         keepLogs: config.jobKeepLogs,
         runner: jobRunner,
@@ -548,14 +552,18 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       workload.kill();
       const code = workload.status().exitCode ?? 128 + (os.constants.signals[signal] ?? 0);
       forcedExitCode = code;
-      // At once, but with the records already written given a moment to reach stdout.
-      void (out.close?.(200) ?? Promise.resolve()).then(() =>
-        gpuSource.hasWedgedThreads() ? exitImmediately(code) : process.exit(code),
-      );
+      // At once, but with running queue jobs handed back if Redis answers within a moment, and the
+      // records written by then given a moment to reach stdout.
+      void (queueWorker?.kill(FORCED_HAND_BACK_MS) ?? Promise.resolve())
+        .then(() => out.close?.(200))
+        .then(() => (gpuSource.hasWedgedThreads() ? exitImmediately(code) : process.exit(code)));
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    process.on('exit', () => workload.kill());
+    process.on('exit', () => {
+      workload.kill();
+      void queueWorker?.kill();
+    });
     process.on('uncaughtException', (err) => {
       logger.fatal({ error: err }, 'uncaught exception; shutting down');
       void shutdown('uncaught exception').then(() =>

@@ -35,6 +35,8 @@ export class CommandRunner implements JobRunner {
   readonly name = 'command';
   private readonly killGraceMs: number;
   private readonly tailLines: number;
+  /** The commands running now. */
+  private readonly running = new Set<WorkloadSupervisor>();
 
   constructor(private readonly opts: CommandRunnerOptions) {
     this.killGraceMs = opts.killGraceMs ?? 5000;
@@ -79,6 +81,7 @@ export class CommandRunner implements JobRunner {
       },
       context: () => ({ job_id: ctx.jobId, node_id: ctx.currentNodeId() }),
     });
+    this.running.add(child);
     const onAbort = (): void => void child.stop(this.killGraceMs, 'SIGTERM');
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     const step = ctx.step('command.run');
@@ -122,8 +125,14 @@ export class CommandRunner implements JobRunner {
       };
       throw err;
     } finally {
+      this.running.delete(child);
       ctx.signal.removeEventListener('abort', onAbort);
       step.end(failure);
     }
+  }
+
+  /** SIGKILLs every running command with its process group. */
+  kill(): void {
+    for (const child of this.running) child.kill();
   }
 }

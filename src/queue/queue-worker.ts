@@ -25,6 +25,9 @@ export interface QueueWorkerOptions {
   prefix: string;
   concurrency: number;
   lockDurationMs: number;
+  /** BullMQ's `stalledInterval` and `maxStalledCount`; BullMQ's defaults when absent. */
+  stalledIntervalMs?: number;
+  maxStalledCount?: number;
   progressIntervalMs: number;
   keepLogs: number;
   runner: JobRunner;
@@ -251,6 +254,9 @@ export class QueueWorker implements QueueParticipant {
         prefix: opts.prefix,
         concurrency: opts.concurrency,
         lockDuration: opts.lockDurationMs,
+        // BullMQ takes an option given as undefined over its default.
+        ...(opts.stalledIntervalMs !== undefined && { stalledInterval: opts.stalledIntervalMs }),
+        ...(opts.maxStalledCount !== undefined && { maxStalledCount: opts.maxStalledCount }),
         name: opts.workerName,
         autorun: false,
       },
@@ -342,6 +348,22 @@ export class QueueWorker implements QueueParticipant {
       );
       void this.worker.pause(true).catch(() => undefined);
     }
+  }
+
+  /**
+   * The agent is exiting at once (a second signal): every running job is stopped now (its processes
+   * killed) and handed back to the queue if Redis answers within `waitMs`. A job not handed back by
+   * then stays locked until its lock expires and a stall check gives it to another pod.
+   */
+  async kill(waitMs = 0): Promise<void> {
+    for (const [id, r] of this.running) {
+      if (!r.cause && !r.signal.aborted) {
+        r.cause = { kind: 'preempted' };
+        this.worker.cancelJob(id, 'preempted: the agent is exiting');
+      }
+    }
+    this.opts.runner.kill?.();
+    await settlesWithin(Promise.all([...this.running.values()].map((r) => r.done)), waitMs);
   }
 
   /** Cancels a job running on this pod (its runner is aborted; the job fails, not retried). */

@@ -67,6 +67,11 @@ export interface JobRunner {
   /** What `/debug/queue` shows of the runner. */
   view?(): Record<string, unknown>;
   close?(): Promise<void>;
+  /**
+   * Kills what the runner's jobs left running on this machine (their processes), at once and
+   * synchronously: the agent is exiting without a drain and nothing may outlive it.
+   */
+  kill?(): void;
 }
 
 /** Completes every job at once with no result: measures the queue plumbing and nothing else. */

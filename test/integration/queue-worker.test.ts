@@ -230,6 +230,60 @@ describe('queue worker (real Redis, the built agent as a child process)', functi
     assert.ok(!(await c.conn.exists(`${c.prefix}:jobs:${long.id}:lock`)), 'no lock left behind');
   });
 
+  it('on a second SIGTERM exits at once, kills the running job command and hands its job back', async () => {
+    const pidFile = path.join(tempDir(), 'pid');
+    c.agent = await worker(c, {
+      JOB_COMMAND: `echo $$ > ${pidFile}; exec sleep 60`,
+      DRAIN_TIMEOUT_MS: '30000',
+    });
+    const job = await c.queue.add('render', {});
+    const pid = await eventually(async () => {
+      try {
+        return Number(readFileSync(pidFile, 'utf8')) || undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    assert.ok(running(pid), 'the job command runs');
+    c.agent.proc.kill('SIGTERM');
+    await c.agent.waitForRecord((r) => r.message.startsWith('signal received; draining'));
+    c.agent.proc.kill('SIGTERM');
+    const exit = await c.agent.exited;
+    assert.equal(exit.code, 143, 'the exit code of a SIGTERM');
+    await eventually(async () => (running(pid) ? undefined : true), 5000, 'the job command killed');
+    const back = await c.queue.getJob(job.id as string);
+    assert.equal(await back?.getState(), 'waiting', 'back in the queue for another pod, not failed');
+    assert.equal(back?.attemptsMade, 0);
+    assert.ok(!(await c.conn.exists(`${c.prefix}:jobs:${job.id}:lock`)), 'no lock left behind');
+    assert.ok(c.agent.records.some((r) => r.message === 'job handed back to the queue'));
+  });
+
+  it('gives the job of a pod killed outright to another once its lock expired and a stall check ran', async () => {
+    const pidFile = path.join(tempDir(), 'pid');
+    const stall = { JOB_LOCK_DURATION_MS: '2000', JOB_STALLED_INTERVAL_MS: '1000' };
+    c.agent = await worker(c, { ...stall, JOB_COMMAND: `echo $$ > ${pidFile}; exec sleep 60` });
+    const job = await c.queue.add('render', {}, { attempts: 1 });
+    const pid = await eventually(async () => {
+      try {
+        return Number(readFileSync(pidFile, 'utf8')) || undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    // The pod dies with everything in it, as a container does.
+    c.agent.proc.kill('SIGKILL');
+    process.kill(pid, 'SIGKILL');
+    await c.agent.exited;
+    c.agent = await worker(c, stall);
+    const done = await finished(c.queue, job.id as string);
+    assert.equal(await done.getState(), 'completed', 'run by the other pod');
+    assert.equal(done.stalledCounter, 1, 'counted as a stall');
+    assert.ok(
+      c.agent.records.some((r) => r.message === 'job completed' && r.job_id === job.id),
+      'the other pod ran it',
+    );
+  });
+
   it('keeps serving when Redis is unreachable at start, and says so in /ready and /debug/queue', async () => {
     c.agent = await startAgentProcess({
       env: {
@@ -262,6 +316,16 @@ function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `pid` is a process that has not exited (a zombie waiting to be reaped has). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
   } catch {
     return false;
   }

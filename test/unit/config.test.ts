@@ -132,6 +132,14 @@ describe('config', function () {
     assert.equal(w.queuePrefix, 'bull');
     assert.equal(w.workerConcurrency, 1);
     assert.equal(w.jobLockDurationMs, 30_000);
+    assert.equal(w.jobStalledIntervalMs, 30_000, "BullMQ's default");
+    assert.equal(w.jobMaxStalledCount, 1, "BullMQ's default");
+    const s = ok(['--job-stalled-interval-ms', '5000'], {
+      REDIS_URL: 'redis://r',
+      JOB_MAX_STALLED_COUNT: '0',
+    });
+    assert.equal(s.jobStalledIntervalMs, 5000);
+    assert.equal(s.jobMaxStalledCount, 0);
     const o = ok([], { REDIS_URL: 'redis://redis:6379' });
     assert.equal(o.jobRunner, 'none');
     assert.equal(ok([]).redisUrl, undefined);
@@ -154,6 +162,17 @@ describe('config', function () {
         m.startsWith('WORKER_CONCURRENCY'),
       ),
     );
+    for (const [env, value] of [
+      ['JOB_STALLED_INTERVAL_MS', '0'],
+      ['JOB_STALLED_INTERVAL_MS', '2.5'],
+      ['JOB_MAX_STALLED_COUNT', '-1'],
+      ['JOB_MAX_STALLED_COUNT', 'x'],
+    ] as const) {
+      assert.ok(
+        errors([], { REDIS_URL: 'redis://r', [env]: value }).some((m) => m.startsWith(env)),
+        `${env}=${value}`,
+      );
+    }
     const bad = errors([], { REDIS_URL: 'http://user:hunter2@r' });
     assert.ok(bad.some((m) => m.startsWith('REDIS_URL: must be a redis://')));
     assert.ok(!bad.join('\n').includes('hunter2'));
