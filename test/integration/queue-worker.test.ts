@@ -237,20 +237,14 @@ describe('queue worker (real Redis, the built agent as a child process)', functi
       DRAIN_TIMEOUT_MS: '30000',
     });
     const job = await c.queue.add('render', {});
-    const pid = await eventually(async () => {
-      try {
-        return Number(readFileSync(pidFile, 'utf8')) || undefined;
-      } catch {
-        return undefined;
-      }
-    });
+    const pid = await eventually(() => Promise.resolve(pidIn(pidFile)));
     assert.ok(running(pid), 'the job command runs');
     c.agent.proc.kill('SIGTERM');
     await c.agent.waitForRecord((r) => r.message.startsWith('signal received; draining'));
     c.agent.proc.kill('SIGTERM');
     const exit = await c.agent.exited;
     assert.equal(exit.code, 143, 'the exit code of a SIGTERM');
-    await eventually(async () => (running(pid) ? undefined : true), 5000, 'the job command killed');
+    await eventually(() => Promise.resolve(running(pid) ? undefined : true), 5000, 'the job command killed');
     const back = await c.queue.getJob(job.id as string);
     assert.equal(await back?.getState(), 'waiting', 'back in the queue for another pod, not failed');
     assert.equal(back?.attemptsMade, 0);
@@ -263,13 +257,7 @@ describe('queue worker (real Redis, the built agent as a child process)', functi
     const stall = { JOB_LOCK_DURATION_MS: '2000', JOB_STALLED_INTERVAL_MS: '1000' };
     c.agent = await worker(c, { ...stall, JOB_COMMAND: `echo $$ > ${pidFile}; exec sleep 60` });
     const job = await c.queue.add('render', {}, { attempts: 1 });
-    const pid = await eventually(async () => {
-      try {
-        return Number(readFileSync(pidFile, 'utf8')) || undefined;
-      } catch {
-        return undefined;
-      }
-    });
+    const pid = await eventually(() => Promise.resolve(pidIn(pidFile)));
     // The pod dies with everything in it, as a container does.
     c.agent.proc.kill('SIGKILL');
     process.kill(pid, 'SIGKILL');
@@ -328,5 +316,14 @@ function running(pid: number): boolean {
     return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
   } catch {
     return false;
+  }
+}
+
+/** The pid a job command wrote to `file`, once it has. */
+function pidIn(file: string): number | undefined {
+  try {
+    return Number(readFileSync(file, 'utf8')) || undefined;
+  } catch {
+    return undefined;
   }
 }
