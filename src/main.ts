@@ -494,6 +494,10 @@ export async function startAgent(config: AgentConfig, io: AgentIo): Promise<Runn
       const exit = await workload.stop(Math.max(deadline - now(), 1000), signal ?? 'SIGTERM');
       await endWorkloadJobs(exit);
       workload.killLeftovers();
+      // Whoever scrapes this pod reads the counts of its last jobs before the port closes.
+      const waitedMs = await metrics.finalScrape(Math.max(deadline - now(), 1000));
+      if (waitedMs > 0)
+        logger.info({ data: { waited_ms: waitedMs } }, 'waited for a last scrape of /metrics');
       clearInterval(summary);
       await gpuSource.stop();
       await monitor?.close();

@@ -88,6 +88,12 @@ export class AgentMetrics {
   private dirty: Record<ExpositionFormat, boolean> = { prometheus: true, openmetrics: true };
   private cached: Partial<Record<ExpositionFormat, { body: Buffer; at: number }>> = {};
   private rendering: Promise<Buffer> | undefined;
+  /** Job events so far, and how many of them the newest scrape showed: the others no scraper has read. */
+  private jobEvents = 0;
+  private jobEventsScraped = 0;
+  /** When the last two scrapes came, for how often someone scrapes. */
+  private scrapedAt: [number, number] = [NaN, NaN];
+  private readonly scrapeWaiters = new Set<() => void>();
   private renderingFormat: ExpositionFormat | undefined;
   /** Job starts and ends whose metric updates wait for the end of this turn of the event loop. */
   private readonly pendingJobUpdates: JobMetricUpdate[] = [];
@@ -173,6 +179,10 @@ export class AgentMetrics {
    */
   render(format: ExpositionFormat = 'prometheus'): Promise<Buffer> {
     const now = this.deps.now();
+    this.scrapedAt = [this.scrapedAt[1], now];
+    // What was noted so far is flushed into this render (or was in the cached one).
+    this.jobEventsScraped = this.jobEvents;
+    for (const wake of this.scrapeWaiters) wake();
     const cached = this.cached[format];
     if (cached && !this.dirty[format] && now - cached.at < RENDER_MAX_AGE_MS)
       return Promise.resolve(cached.body);
@@ -201,6 +211,31 @@ export class AgentMetrics {
       },
     );
     return rendering;
+  }
+
+  /**
+   * At shutdown, after the last job has ended: when someone has been scraping and has not yet read the
+   * newest job counts, waits for their next scrape, up to twice the interval they scrape at and at most
+   * `maxWaitMs`, so the counts of a pod's last jobs reach its scraper (Prometheus, an E2E test) before
+   * the port closes. Resolves with how long it waited, 0 when there was nothing to wait for.
+   */
+  async finalScrape(maxWaitMs: number): Promise<number> {
+    const [before, last] = this.scrapedAt;
+    const interval = last - before;
+    const start = this.deps.now();
+    // NaN (fewer than two scrapes) fails every comparison: no scraper, no wait.
+    const scraping = interval >= 0 && start - last <= 3 * interval + 1000;
+    if (this.jobEventsScraped === this.jobEvents || !scraping || maxWaitMs <= 0) return 0;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.scrapeWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(maxWaitMs, 2 * interval + 100));
+      this.scrapeWaiters.add(done);
+    });
+    return this.deps.now() - start;
   }
 
   /** The content type of a format's exposition. */
@@ -350,7 +385,10 @@ export class AgentMetrics {
     };
 
     this.unsubscribe.push(
-      jobs.subscribe(() => this.invalidate()),
+      jobs.subscribe((e) => {
+        this.invalidate();
+        if (e.type !== 'progress') this.jobEvents++;
+      }),
       workflows.subscribe(() => this.invalidate()),
       // A job's start and end are on the queue worker's path: the counters and histograms are updated
       // once the turn of the event loop that started or ended it is done (and before any render).

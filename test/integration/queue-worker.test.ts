@@ -230,6 +230,35 @@ describe('queue worker (real Redis, the built agent as a child process)', functi
     assert.ok(!(await c.conn.exists(`${c.prefix}:jobs:${long.id}:lock`)), 'no lock left behind');
   });
 
+  it('on SIGTERM lets a scraper read the counts of the jobs the drain finished before the port closes', async () => {
+    c.agent = await worker(c, { DRAIN_TIMEOUT_MS: '10000' });
+    const url = c.agent.url;
+    const gate = path.join(tempDir(), 'gate');
+    const job = await c.queue.add('render', { gate });
+    await eventually(async () => ((await c.queue.getJob(job.id as string))?.progress ? true : undefined));
+    // A scraper every 200 ms until the port closes; the last answer it got is what it knows.
+    let last = '';
+    let scrapes = 0;
+    const scraping = (async () => {
+      for (;;) {
+        try {
+          last = await (await fetch(`${url}/metrics`)).text();
+          scrapes++;
+        } catch {
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    await eventually(() => Promise.resolve(scrapes >= 2 ? true : undefined));
+    c.agent.proc.kill('SIGTERM');
+    await c.agent.waitForRecord((r) => r.message.startsWith('signal received; draining'));
+    writeFileSync(gate, '');
+    assert.equal((await c.agent.exited).code, 0);
+    await scraping;
+    assert.match(last, /^jobs_completed_total\{queue="jobs",status="completed"\} 1$/m);
+  });
+
   it('on a second SIGTERM exits at once, kills the running job command and hands its job back', async () => {
     const pidFile = path.join(tempDir(), 'pid');
     c.agent = await worker(c, {

@@ -60,4 +60,37 @@ describe('job metrics', () => {
     assert.equal(failed?.value, 1);
     metrics.close();
   });
+
+  describe('the last scrape at shutdown', () => {
+    it('is not waited for when nobody scrapes, or the scraper has read every job count', async () => {
+      const { jobs, metrics, clock } = setup();
+      jobs.upsert({ id: '1', queue: 'jobs', source: 'queue-worker', state: 'active' });
+      jobs.transition('1', 'completed');
+      assert.equal(await metrics.finalScrape(60_000), 0, 'nobody scraped');
+      await metrics.render();
+      clock.t += 1000;
+      await metrics.render();
+      assert.equal(await metrics.finalScrape(60_000), 0, 'the scraper read the completed job');
+      metrics.close();
+    });
+
+    it('is waited for when a scraper has not read the newest job counts, until its next scrape', async () => {
+      const { jobs, metrics, clock } = setup();
+      await metrics.render();
+      clock.t += 1000;
+      await metrics.render();
+      jobs.upsert({ id: '1', queue: 'jobs', source: 'queue-worker', state: 'active' });
+      jobs.transition('1', 'completed');
+      let waited: number | undefined;
+      const waiting = metrics.finalScrape(60_000).then((ms) => (waited = ms));
+      await new Promise((r) => setImmediate(r));
+      assert.equal(waited, undefined, 'still waiting for the scraper');
+      clock.t += 700;
+      const text = (await metrics.render()).toString();
+      await waiting;
+      assert.equal(waited, 700);
+      assert.equal(value(text, 'jobs_completed_total{queue="jobs",status="completed"}'), 1);
+      metrics.close();
+    });
+  });
 });
