@@ -228,6 +228,8 @@ export class QueueWorker implements QueueParticipant {
   private readonly redis: Redis;
   private readonly worker: AgentWorker;
   private readonly running = new Map<string, JobRun>();
+  /** Called when the last running job has left BullMQ's hands (its outcome is in Redis). */
+  private readonly idleWaiters = new Set<() => void>();
   private readonly now: () => number;
   private draining = false;
   private closePromise: Promise<void> | undefined;
@@ -414,10 +416,9 @@ export class QueueWorker implements QueueParticipant {
         this.worker.pause(true).catch(() => undefined),
         1000,
       );
-      await settlesWithin(
-        Promise.all([...this.running.values()].map((r) => r.done)),
-        Math.max(0, deadline - this.now()),
-      );
+      // Until BullMQ has written each job's outcome, not only until its runner is done: a job between
+      // the two is finished, not one to hand back.
+      await settlesWithin(this.idle(), Math.max(0, deadline - this.now()));
       if (this.running.size > 0) {
         log.warn(
           { data: { job_ids: [...this.running.keys()] } },
@@ -639,6 +640,7 @@ export class QueueWorker implements QueueParticipant {
   private afterJob(job: Job): void {
     const id = job.id as string;
     this.running.delete(id);
+    if (this.running.size === 0) for (const wake of this.idleWaiters) wake();
     // After the job's completed or failed bookkeeping, which was deferred before this.
     this.defer(id, () => {
       const rec = this.opts.jobs.get(id);
@@ -652,6 +654,18 @@ export class QueueWorker implements QueueParticipant {
           },
         });
       }
+    });
+  }
+
+  /** Resolves once no job is running here any more. */
+  private idle(): Promise<void> {
+    if (this.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        this.idleWaiters.delete(wake);
+        resolve();
+      };
+      this.idleWaiters.add(wake);
     });
   }
 
