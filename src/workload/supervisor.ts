@@ -64,6 +64,8 @@ const REDRAW_INTERVAL_MS = 1000;
 export class WorkloadSupervisor {
   private child: ChildProcess | undefined;
   private readonly st: WorkloadStatus;
+  /** The agent asked it to stop: an exit by that signal is what was asked for, not a failure. */
+  private stopAsked = false;
   private readonly exitPromise: Promise<WorkloadExit>;
   private resolveExit!: (e: WorkloadExit) => void;
   private readonly now: () => number;
@@ -155,7 +157,9 @@ export class WorkloadSupervisor {
         child.stderr?.destroy();
         for (const sp of splitters) sp.end();
         const fields = { data: { pid: child.pid, exit_code: exitCode, signal: signal ?? undefined } };
-        if (exitCode === 0) logger[this.deps.routineLevel ?? 'info'](fields, `${this.label} exited`);
+        const routine = logger[this.deps.routineLevel ?? 'info'].bind(logger);
+        if (exitCode === 0) routine(fields, `${this.label} exited`);
+        else if (this.stopAsked) routine(fields, `${this.label} stopped`);
         else logger.warn(fields, `${this.label} exited with a failure`);
         this.resolveExit({ code: exitCode, signal: signal ?? undefined });
       };
@@ -200,6 +204,7 @@ export class WorkloadSupervisor {
   async stop(graceMs: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<WorkloadExit | undefined> {
     if (this.st.state === 'not_configured') return undefined;
     if (this.st.state === 'exited') return this.exitPromise;
+    this.stopAsked = true;
     this.signal(signal);
     let timer: NodeJS.Timeout | undefined;
     const killed = new Promise<void>((resolve) => {
@@ -219,6 +224,7 @@ export class WorkloadSupervisor {
 
   /** Last resort at process exit: kill the group without waiting. */
   kill(): void {
+    this.stopAsked = true;
     this.signal('SIGKILL');
     this.killLeftovers();
   }

@@ -215,6 +215,10 @@ describe('queue worker (real Redis, the built agent as a child process)', functi
     const exit = await c.agent.exited;
     assert.equal(exit.code, 0);
     assert.equal(await (await c.queue.getJob(waiting.id as string))?.getState(), 'waiting');
+    assert.ok(
+      !c.agent.records.some((r) => r.message.startsWith('drain deadline reached')),
+      'a job that finished within the drain is not taken for one to hand back',
+    );
 
     // Now a job that outlives the drain: handed back to wait, no attempt spent, not left locked.
     c.agent = await worker(c, { DRAIN_TIMEOUT_MS: '500' });
@@ -228,6 +232,10 @@ describe('queue worker (real Redis, the built agent as a child process)', functi
     assert.equal(back?.attemptsMade, 0);
     assert.ok(c.agent.records.some((r) => r.message === 'job handed back to the queue'));
     assert.ok(!(await c.conn.exists(`${c.prefix}:jobs:${long.id}:lock`)), 'no lock left behind');
+    // Its command was stopped on purpose: a routine record, not a failure.
+    const commandStopped = c.agent.records.find((r) => r.message === 'job command stopped');
+    assert.equal(commandStopped?.level, 'debug');
+    assert.ok(!c.agent.records.some((r) => r.message === 'job command exited with a failure'));
   });
 
   it('on SIGTERM lets a scraper read the counts of the jobs the drain finished before the port closes', async () => {
