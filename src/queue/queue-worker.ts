@@ -46,7 +46,7 @@ export interface QueueWorkerOptions {
 }
 
 /** Why a running job's runner was aborted. */
-type AbortCause = { kind: 'canceled'; reason: string } | { kind: 'preempted' };
+type AbortCause = { kind: 'canceled'; reason: string } | { kind: 'preempted'; reason: string };
 
 /** What a job's run needs of the worker. */
 interface RunDeps {
@@ -360,7 +360,7 @@ export class QueueWorker implements QueueParticipant {
   async kill(waitMs = 0): Promise<void> {
     for (const [id, r] of this.running) {
       if (!r.cause && !r.signal.aborted) {
-        r.cause = { kind: 'preempted' };
+        r.cause = { kind: 'preempted', reason: 'the agent is exiting' };
         this.worker.cancelJob(id, 'preempted: the agent is exiting');
       }
     }
@@ -426,7 +426,7 @@ export class QueueWorker implements QueueParticipant {
         );
         for (const [id, r] of this.running) {
           if (!r.cause && !r.signal.aborted) {
-            r.cause = { kind: 'preempted' };
+            r.cause = { kind: 'preempted', reason: 'the pod is draining' };
             this.worker.cancelJob(id, 'preempted: the pod is draining');
           }
         }
@@ -534,7 +534,7 @@ export class QueueWorker implements QueueParticipant {
       const cause = entry.cause;
       if (cause?.kind === 'preempted') {
         await entry.reporter?.close(REPORTER_CLOSE_MS);
-        await this.handBack(job, token);
+        await this.handBack(job, token, cause.reason);
         throw new WaitingError();
       }
       if (cause?.kind === 'canceled') throw new UnrecoverableError(`canceled: ${cause.reason}`);
@@ -571,19 +571,19 @@ export class QueueWorker implements QueueParticipant {
   }
 
   /** Moves a job this pod holds back to `wait`, without spending an attempt. */
-  private async handBack(job: Job, token: string): Promise<void> {
+  private async handBack(job: Job, token: string, why = 'the pod is draining'): Promise<void> {
     const id = job.id as string;
     const ok = await settlesWithin(job.moveToWait(token), HAND_BACK_TIMEOUT_MS).catch((err: unknown) => {
       this.opts.logger.warn(
         { job_id: id, error: err },
-        'could not hand the job back; it returns to the queue when its lock expires',
+        'could not hand the job back; it returns to the queue once its lock expired and a stall check ran',
       );
       return false;
     });
     if (ok) this.opts.logger.info({ job_id: id }, 'job handed back to the queue');
     this.settled(job, 'returned', {
       failure: {
-        message: 'preempted: the pod is draining; handed back to the queue',
+        message: `preempted: ${why}; handed back to the queue`,
         type: 'Preempted',
         retryable: true,
       },

@@ -287,6 +287,11 @@ describe('queue worker (real Redis, the built agent as a child process)', functi
     assert.equal(back?.attemptsMade, 0);
     assert.ok(!(await c.conn.exists(`${c.prefix}:jobs:${job.id}:lock`)), 'no lock left behind');
     assert.ok(c.agent.records.some((r) => r.message === 'job handed back to the queue'));
+    const returned = c.agent.records.find((r) => r.message === 'job returned');
+    assert.match(
+      (returned?.data as { failure: { message: string } }).failure.message,
+      /^preempted: the agent is exiting; handed back/,
+    );
   });
 
   it('gives the job of a pod killed outright to another once its lock expired and a stall check ran', async () => {
